@@ -1,0 +1,35 @@
+"""Durable background pipelines for Django.
+
+from pipelines import Pipeline, Step, start
+"""
+
+from pipelines.dsl import Route, start
+from pipelines.exceptions import (
+    ContextValueError,
+    DefinitionError,
+    InputValueError,
+    InvalidValueError,
+    OutputValueError,
+    OverwriteError,
+    PipelineError,
+    ReadOnlyError,
+    UnknownPipelineError,
+)
+from pipelines.pipeline import Pipeline
+from pipelines.step import Step
+
+__all__ = [
+    "ContextValueError",
+    "DefinitionError",
+    "InputValueError",
+    "InvalidValueError",
+    "OutputValueError",
+    "OverwriteError",
+    "Pipeline",
+    "PipelineError",
+    "ReadOnlyError",
+    "Route",
+    "Step",
+    "UnknownPipelineError",
+    "start",
+]

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class PipelinesConfig(AppConfig):
+    name = "pipelines"
+    verbose_name = "Pipelines"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from pipelines import checks, registry  # noqa: F401 - checks register themselves
+
+        registry.autodiscover()

@@ -1,0 +1,35 @@
+"""``manage.py check`` validates every registered pipeline against the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+from pipelines import registry
+from pipelines.exceptions import DefinitionError
+
+
+@register()
+def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    queues = getattr(settings, "RQ_QUEUES", {})
+    for pipeline in registry.all_pipelines():
+        for step in pipeline.graph.steps():
+            try:
+                step.validate_class()
+            except DefinitionError as exc:
+                errors.append(Error(str(exc), obj=pipeline.name, id="pipelines.E001"))
+            queue = step.queue_name()
+            if queue not in queues:
+                errors.append(
+                    Error(
+                        f"pipeline {pipeline.name}: step {step.__qualname__} uses queue "
+                        f"{queue!r}, which is not in RQ_QUEUES",
+                        hint=f"Add {queue!r} to RQ_QUEUES or set the step's queue attribute.",
+                        obj=pipeline.name,
+                        id="pipelines.E002",
+                    )
+                )
+    return errors

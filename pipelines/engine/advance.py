@@ -1,0 +1,151 @@
+"""Deciding what runs next once a step succeeded: chain, divide, expand, divert, joins.
+
+Called inside the completing step's transaction, with the run's lock held, so everything
+it creates commits (and is enqueued) together with the step's own result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from pipelines.conf import get_settings
+from pipelines.dsl import Chain, Divert, Divide, End, Expand, Graph
+from pipelines.engine.enqueue import Delivery
+from pipelines.engine.transitions import run_transition
+from pipelines.models import JoinBarrier, PipelineRun, RunStatus, StepExecution, StepStatus
+
+
+class Halt(Exception):
+    """The run must fail with this reason (e.g. an expand over the limit)."""
+
+
+def new_execution(
+    run: PipelineRun,
+    graph: Graph,
+    node_id: str,
+    payload: Any,
+    *,
+    barrier_id: int | None = None,
+    branch_index: int | None = None,
+    is_halt_handler: bool = False,
+) -> StepExecution:
+    step = graph.node(node_id).step
+    return StepExecution(
+        run=run,
+        node=node_id,
+        step=step.__name__,
+        is_halt_handler=is_halt_handler,
+        status=StepStatus.ENQUEUED,
+        queue=step.queue_name(),
+        payload=payload,
+        barrier_id=barrier_id,
+        branch_index=branch_index,
+    )
+
+
+def delivery(execution: StepExecution, graph: Graph) -> Delivery:
+    step = graph.node(execution.node).step
+    return Delivery(execution.pk, execution.attempt, execution.queue, step.job_timeout())
+
+
+def _open_barrier(
+    run: PipelineRun, execution: StepExecution, join: str, expected: int
+) -> JoinBarrier:
+    return JoinBarrier.objects.create(
+        run=run,
+        node=join,
+        expected=expected,
+        parent_id=execution.barrier_id,
+        parent_branch=execution.branch_index,
+    )
+
+
+def advance(
+    run: PipelineRun, graph: Graph, execution: StepExecution, output: Any, route: str | None
+) -> tuple[list[StepExecution], dict[str, Any]]:
+    """Create the executions that follow ``execution``; return them and the fields to save
+    on ``execution`` itself (``reported``, ``route``)."""
+    transition = graph.node(execution.node).transition
+
+    def same_frame(node_id: str, payload: Any) -> StepExecution:
+        return new_execution(
+            run,
+            graph,
+            node_id,
+            payload,
+            barrier_id=execution.barrier_id,
+            branch_index=execution.branch_index,
+        )
+
+    if isinstance(transition, Chain):
+        return [same_frame(transition.next, output)], {}
+    if isinstance(transition, Divide):
+        barrier = _open_barrier(run, execution, transition.join, len(transition.branches))
+        created = [
+            new_execution(run, graph, entry, output, barrier_id=barrier.pk, branch_index=i)
+            for i, entry in enumerate(transition.branches)
+        ]
+        return created, {}
+    if isinstance(transition, Expand):
+        limit = get_settings().max_expand
+        if len(output) > limit:
+            raise Halt(
+                f"step {execution.node} returned {len(output)} elements to expand, over the "
+                f"limit of {limit} (PIPELINES_MAX_EXPAND)"
+            )
+        if not output:
+            return [same_frame(transition.join, [])], {}
+        barrier = _open_barrier(run, execution, transition.join, len(output))
+        created = [
+            new_execution(run, graph, transition.entry, item, barrier_id=barrier.pk, branch_index=i)
+            for i, item in enumerate(output)
+        ]
+        return created, {}
+    if isinstance(transition, Divert):
+        routes = dict(transition.routes)
+        key = route if route is not None else (output if isinstance(output, str) else None)
+        chosen = key if key in routes else "otherwise"
+        entry = routes.get(chosen, transition.otherwise)
+        return [same_frame(entry, output)], {"route": chosen}
+    assert isinstance(transition, End)
+    if execution.barrier_id is None:
+        run_transition(run, RunStatus.SUCCEEDED, output=output)
+        return [], {}
+    return _arrive(run, graph, execution), {"reported": True}
+
+
+def _arrive(run: PipelineRun, graph: Graph, execution: StepExecution) -> list[StepExecution]:
+    """Count this branch in; the arrival that completes the barrier starts the join.
+
+    O(1) per branch: one increment. Exactly once: the increment and the read happen in the
+    same transaction while this transaction holds the barrier row's lock.
+    """
+    barrier_id = execution.barrier_id
+    assert barrier_id is not None
+    JoinBarrier.objects.filter(pk=barrier_id).update(arrived=F("arrived") + 1)
+    barrier = JoinBarrier.objects.get(pk=barrier_id)
+    if barrier.arrived < barrier.expected or barrier.fired_at is not None:
+        return []
+    JoinBarrier.objects.filter(pk=barrier_id).update(fired_at=timezone.now())
+    # This execution's own "reported" flag is saved by the caller after we return, so its
+    # output is taken from memory rather than from the query.
+    outputs = dict(
+        StepExecution.objects.filter(barrier_id=barrier_id, reported=True)
+        .exclude(pk=execution.pk)
+        .values_list("branch_index", "output")
+    )
+    outputs[execution.branch_index] = execution.output
+    ordered = [outputs.get(i) for i in range(barrier.expected)]
+    return [
+        new_execution(
+            run,
+            graph,
+            barrier.node,
+            ordered,
+            barrier_id=barrier.parent_id,
+            branch_index=barrier.parent_branch,
+        )
+    ]

@@ -1,0 +1,89 @@
+"""Hands step executions to RQ. Jobs carry only ``(execution_id, attempt)``."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+ENGINE_FUNCTION = "pipelines.engine.tasks.execute_step"
+logger = logging.getLogger("pipelines.enqueue")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    execution_id: int
+    attempt: int
+    queue: str
+    timeout: int
+    delay: float = 0.0
+
+
+def job_id(execution_id: int, attempt: int) -> str:
+    # One job id per attempt: re-enqueueing the same attempt overwrites the same job.
+    return f"pipelines-{execution_id}-{attempt}"
+
+
+def get_queue(name: str) -> Queue:
+    import django_rq
+
+    return django_rq.get_queue(name, serializer=JSONSerializer)
+
+
+def enqueue(deliveries: Iterable[Delivery]) -> None:
+    """Push jobs to Redis, one round trip per queue for immediate deliveries."""
+    by_queue: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        by_queue[delivery.queue].append(delivery)
+    for name, items in by_queue.items():
+        queue = get_queue(name)
+        now_items = [d for d in items if d.delay <= 0]
+        if now_items:
+            jobs = [
+                Queue.prepare_data(
+                    ENGINE_FUNCTION,
+                    args=(d.execution_id, d.attempt),
+                    job_id=job_id(d.execution_id, d.attempt),
+                    timeout=d.timeout,
+                    result_ttl=0,
+                    description=f"pipelines step execution {d.execution_id} attempt {d.attempt}",
+                )
+                for d in now_items
+            ]
+            with queue.connection.pipeline() as pipe:
+                queue.enqueue_many(jobs, pipeline=pipe)
+                pipe.execute()
+        for d in items:
+            if d.delay > 0:
+                queue.enqueue_in(
+                    timedelta(seconds=d.delay),
+                    ENGINE_FUNCTION,
+                    args=(d.execution_id, d.attempt),
+                    job_id=job_id(d.execution_id, d.attempt),
+                    job_timeout=d.timeout,
+                    result_ttl=0,
+                    description=f"pipelines step execution {d.execution_id} attempt {d.attempt}",
+                )
+
+
+def _enqueue_logged(deliveries: list[Delivery]) -> None:
+    try:
+        enqueue(deliveries)
+    except Exception:
+        # The rows are committed and say these executions must run; a lost enqueue is
+        # recovered from the database, so the caller's request must not fail here.
+        logger.exception(
+            "could not enqueue step executions %s", [d.execution_id for d in deliveries]
+        )
+
+
+def enqueue_on_commit(deliveries: list[Delivery]) -> None:
+    """Enqueue once the current transaction commits; nothing if it rolls back."""
+    if deliveries:
+        transaction.on_commit(lambda: _enqueue_logged(deliveries))

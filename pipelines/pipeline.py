@@ -1,0 +1,49 @@
+"""The Pipeline base class: subclasses set ``definition`` and are registered on import."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipelines import registry
+from pipelines.dsl import Flow, Graph, compile_flow
+from pipelines.exceptions import DefinitionError
+
+if TYPE_CHECKING:
+    from pipelines.models import PipelineRun
+
+
+class Pipeline:
+    """Subclass with ``definition = start(FirstStep)...``; ``name`` defaults to the class name.
+
+    Set ``abstract = True`` on a base class that only shares code.
+    """
+
+    definition: ClassVar[Flow]
+    name: ClassVar[str]
+    graph: ClassVar[Graph]
+    abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract", False):
+            return
+        cls.abstract = False
+        definition = cls.__dict__.get("definition")
+        if definition is None:
+            raise DefinitionError(
+                f"pipeline {cls.__qualname__} has no definition; set "
+                f"definition = start(FirstStep).chain(...), or abstract = True"
+            )
+        name = cls.__dict__.get("name", cls.__name__)
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise DefinitionError(f"pipeline {cls.__qualname__}: name must be a short string")
+        cls.name = name
+        cls.graph = compile_flow(definition, pipeline=name)
+        registry.register(cls)
+
+    @classmethod
+    def trigger(cls, input: Any = None, *, idempotency_key: str | None = None) -> PipelineRun:
+        """Create a run and enqueue its first step when the current transaction commits."""
+        from pipelines.services import run_trigger
+
+        return run_trigger(pipeline=cls.name, input=input, idempotency_key=idempotency_key)
