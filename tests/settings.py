@@ -15,3 +15,15 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 PIPELINES_RETRY_BACKOFF = 0.05
 PIPELINES_RETRY_JITTER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PIPELINES_MAX_EXPAND = 50
+RQ_QUEUES = {
+    name: {"URL": os.environ["REDIS_URL"], "SERIALIZER": "rq.serializers.JSONSerializer"}
+    for name in ("pipelines", "default", "other")
+}
+
+# Worker subprocesses started by the tests point at the test database pytest-django made.
+if os.environ.get("PIPELINES_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["PIPELINES_TEST_DB_NAME"]  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not :memory:, so that worker processes share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405

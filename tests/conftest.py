@@ -1,0 +1,170 @@
+"""Shared fixtures: real Redis, real rqworker subprocesses, and service checks.
+
+With CI=true a missing PostgreSQL or Redis fails the run; elsewhere the tests that need
+them are skipped with a reason, and pure unit tests still run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI", "").lower() == "true"
+_missing: list[str] = []
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    if parsed.scheme in ("sqlite", "unix", ""):
+        return True
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or default_port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql") and not _reachable(
+        f"postgres://{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}", 5432
+    ):
+        _missing.append("PostgreSQL")
+    if not _reachable(settings.REDIS_URL, 6379):
+        _missing.append("Redis")
+    if _missing and CI:
+        pytest.exit(f"CI=true but {' and '.join(_missing)} is not reachable", returncode=1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not _missing:
+        return
+    skip = pytest.mark.skip(reason=f"{' and '.join(_missing)} not reachable (set CI=true to fail)")
+    for item in items:
+        if item.get_closest_marker("django_db") or item.get_closest_marker("redis"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def redis_conn() -> object:
+    """The tests' own Redis database, flushed before the test."""
+    import django_rq
+
+    conn = django_rq.get_connection("pipelines")
+    conn.flushdb()
+    return conn
+
+
+def _worker_env() -> dict[str, str]:
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PIPELINES_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class WorkerPool:
+    def __init__(self, count: int, queues: list[str], worker_class: str | None = None) -> None:
+        self.count = count
+        self.queues = queues
+        self.worker_class = worker_class
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, tmp: Path) -> None:
+        import django_rq
+        from rq import Worker
+
+        conn = django_rq.get_connection("pipelines")
+        before = len(Worker.all(connection=conn))
+        for i in range(self.count):
+            log = tmp / f"worker-{i}.log"
+            args = [sys.executable, "manage.py", "rqworker", *self.queues, "--with-scheduler"]
+            if self.worker_class:
+                args += ["--worker-class", self.worker_class]
+            self.procs.append(
+                subprocess.Popen(
+                    args,
+                    cwd=ROOT,
+                    env=_worker_env(),
+                    stdout=log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            self.logs.append(log)
+        deadline = time.monotonic() + 60
+        while len(Worker.all(connection=conn)) < before + self.count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers did not start:\n{self.output()}")
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"a worker exited at start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return "\n".join(log.read_text(errors="replace")[-3000:] for log in self.logs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def workers(
+    request: pytest.FixtureRequest,
+    django_db_setup: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerPool]:
+    """Real ``manage.py rqworker`` processes (forking workers, with scheduler) for the whole
+    test module, on the test database and the tests' Redis database. A module sets
+    ``WORKER_COUNT`` to get more than two."""
+    import django_rq
+
+    django_rq.get_connection("pipelines").flushdb()
+    pool = WorkerPool(getattr(request.module, "WORKER_COUNT", 2), ["pipelines", "other"])
+    pool.start(tmp_path_factory.mktemp("workers"))
+    yield pool
+    pool.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def finished() -> Callable[..., object]:
+    """``finished(run)`` waits until the run is terminal and returns it refreshed."""
+
+    def wait(run: object, timeout: float = 30) -> object:
+        def done() -> bool:
+            run.refresh_from_db()  # type: ignore[attr-defined]
+            return run.is_finished  # type: ignore[attr-defined]
+
+        wait_for(done, timeout, f"run {run.pk} to finish")  # type: ignore[attr-defined]
+        return run
+
+    return wait

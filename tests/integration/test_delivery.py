@@ -1,0 +1,97 @@
+"""At-most-once step bodies under duplicate and stale deliveries; only the engine's job
+function ever runs; racing steps get exactly one winner per context key."""
+
+from __future__ import annotations
+
+import django_rq
+import pytest
+from rq import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import DefaultSerializer, JSONSerializer
+
+from pipelines.engine.enqueue import Delivery, enqueue, job_id
+from pipelines.models import ContextWrite, RunStatus, StepAttempt, StepExecution
+from tests.conftest import wait_for
+from tests.testapp import pipelines as p
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.workers]
+WORKER_COUNT = 4
+
+
+def test_duplicate_delivery_to_two_workers_runs_the_body_once(workers, finished):
+    counter = "duplicate-delivery"
+    run = p.DuplicatePipeline.trigger({"counter": counter})
+    execution = StepExecution.objects.get(run=run)
+    # The same job again, while the first copy is (about to be) running on another worker.
+    enqueue([Delivery(execution.pk, 1, "pipelines", 60)])
+    run = finished(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == 1
+    assert django_rq.get_connection("pipelines").get(f"test:count:{counter}") == b"1"
+    assert StepAttempt.objects.filter(execution=execution).count() == 1
+    # Both copies really were delivered: two workers picked the job id up.
+    wait_for(lambda: workers.output().count(job_id(execution.pk, 1)) >= 2, 10, "second pickup")
+
+
+def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
+    from pipelines.context import StepContext
+    from pipelines.engine.runner import _claim, _succeed
+
+    run = p.ChainPipeline.trigger({"n": 1})
+    execution = StepExecution.objects.get(run=run)
+    claimed = _claim(execution.pk, 1, "zombie-worker")
+    assert claimed is not None
+    # Meanwhile the execution was handed to a new attempt (as recovery does).
+    StepExecution.objects.filter(pk=execution.pk).update(attempt=2, status="enqueued")
+    context = StepContext(run.pk, run.input)
+    context.set("zombie", True)
+
+    outcome = _succeed(claimed, 1, p.ChainPipeline.graph, {"n": 2}, None, context, 0)
+
+    assert outcome == "stale"
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempt, execution.output) == ("enqueued", 2, None)
+    assert not ContextWrite.objects.filter(run=run).exists()
+    assert StepExecution.objects.filter(run=run).count() == 1  # no next step
+    # And the old attempt's job, delivered again, is not claimed either.
+    from pipelines.engine.runner import run_execution
+
+    assert run_execution(execution.pk, 1, worker="zombie-worker") == "skipped"
+
+
+def test_steps_racing_for_the_same_keys_get_one_winner_each(workers, finished):
+    run = finished(p.RacePipeline.trigger(None), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    reports = run.output
+    assert len(reports) == 8
+    context = run.context.to_dict()
+    for key in p.RACE_KEYS:
+        winners = [r["me"] for r in reports if key in r["won"]]
+        assert winners == [context[key]], (key, winners)
+        losers = [r["me"] for r in reports if key in r["lost"]]
+        assert len(losers) == 7
+    writes = ContextWrite.objects.filter(run=run, key__startswith="race-")
+    assert writes.count() == len(p.RACE_KEYS)  # every key written once, by its winner
+
+
+def test_planted_jobs_naming_other_functions_or_pickles_never_run(workers, finished):
+    conn = django_rq.get_connection("pipelines")
+    json_queue = Queue("pipelines", connection=conn, serializer=JSONSerializer)
+    planted = json_queue.enqueue("tests.testapp.pipelines.bump", "planted-json")
+    pickle_queue = Queue("pipelines", connection=conn, serializer=DefaultSerializer)
+    pickled = pickle_queue.enqueue("tests.testapp.pipelines.bump", "planted-pickle")
+
+    # The workers are still healthy afterwards and run real steps.
+    run = finished(p.ChainPipeline.trigger({"n": 1}))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+
+    failed = FailedJobRegistry("pipelines", connection=conn, serializer=JSONSerializer)
+    wait_for(lambda: planted.id in failed.get_job_ids(), 10, "planted job to fail")
+    assert conn.get("test:count:planted-json") is None
+    assert conn.get("test:count:planted-pickle") is None
+    planted_job = json_queue.fetch_job(planted.id)
+    assert "UnsafeJobError" in (planted_job.latest_result().exc_string or "")
+    wait_for(lambda: pickled.id in failed.get_job_ids(), 10, "pickled job to fail")
+    assert pickled.id not in json_queue.job_ids

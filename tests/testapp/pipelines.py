@@ -1,0 +1,262 @@
+"""Pipelines used by the integration and acceptance tests; workers import them too."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import django_rq
+
+from pipelines import OverwriteError, Pipeline, Route, Step, start
+
+
+def bump(name: str) -> int:
+    """Count body executions across processes (Redis, visible to the test)."""
+    return int(django_rq.get_connection("pipelines").incr(f"test:count:{name}"))
+
+
+class Add(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"n": payload["n"] + 1, "seen": [*payload.get("seen", []), type(self).__name__]}
+
+
+class AddAgain(Add):
+    pass
+
+
+class Double(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.context.set(f"double-{payload['n']}", payload["n"] * 2)
+        return {"n": payload["n"] * 2, "seen": [*payload["seen"], "Double"]}
+
+
+class ChainPipeline(Pipeline):
+    definition = start(Add).chain(AddAgain).chain(Double)
+
+
+class SlowLabel(Step):
+    def execute(self, payload: Any) -> str:
+        time.sleep(0.6)  # finishes last, yet its output must come first
+        return "slow"
+
+
+class FastLabel(Step):
+    def execute(self, payload: Any) -> str:
+        return "fast"
+
+
+class Prefix(Step):
+    def execute(self, payload: Any) -> str:
+        return "sub"
+
+
+class Suffix(Step):
+    def execute(self, payload: str) -> str:
+        return payload + "-flow"
+
+
+class Gather(Step):
+    def execute(self, outputs: list[Any]) -> list[Any]:
+        return outputs
+
+
+class DividePipeline(Pipeline):
+    definition = (
+        start(Add).divide([SlowLabel, FastLabel, start(Prefix).chain(Suffix)]).combine(Gather)
+    )
+
+
+class Items(Step):
+    def execute(self, payload: dict[str, Any]) -> list[int]:
+        return list(range(payload["count"]))
+
+
+class Square(Step):
+    def execute(self, item: int) -> int:
+        # Later elements finish first; collapse must still see element order.
+        time.sleep(max(0.0, 0.05 * (5 - item)))
+        return item * item
+
+
+class ExpandPipeline(Pipeline):
+    definition = start(Items).expand(Square).collapse(Gather)
+
+
+class Decide(Step):
+    def execute(self, payload: dict[str, Any]) -> Any:
+        if payload.get("route"):
+            return Route(payload["route"], {"via": "route"})
+        return payload["choice"]
+
+
+class RouteA(Step):
+    def execute(self, payload: Any) -> dict[str, Any]:
+        return {"branch": "a", "got": payload}
+
+
+class RouteB1(Step):
+    def execute(self, payload: Any) -> dict[str, Any]:
+        return {"branch": "b1", "got": payload}
+
+
+class RouteB2(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"branch": "b2", "from": payload["branch"]}
+
+
+class Otherwise(Step):
+    def execute(self, payload: Any) -> dict[str, Any]:
+        return {"branch": "otherwise", "got": payload}
+
+
+class Converged(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"converged": payload}
+
+
+class DivertPipeline(Pipeline):
+    definition = (
+        start(Decide)
+        .divert({"a": RouteA, "b": start(RouteB1).chain(RouteB2)}, otherwise=Otherwise)
+        .converge(Converged)
+    )
+
+
+class DivertEndPipeline(Pipeline):
+    definition = start(Decide).divert({"a": RouteA}, otherwise=Otherwise)
+
+
+class Identity(Step):
+    def execute(self, payload: Any) -> Any:
+        return payload
+
+
+class NestedPipeline(Pipeline):
+    """A divide whose second branch is itself an expand/collapse sub-flow."""
+
+    definition = (
+        start(Identity)
+        .divide([FastLabel, start(Items).expand(Square).collapse(Gather)])
+        .combine(Gather)
+    )
+
+
+class Explode(Step):
+    retries = 1
+    retry_backoff = 0
+
+    def execute(self, payload: Any) -> None:
+        self.context.set(f"explode-attempt-{self.attempt}", self.attempt)
+        raise RuntimeError(f"boom on attempt {self.attempt}")
+
+
+class RecordHalt(Step):
+    def execute(self, failure: dict[str, Any]) -> str:
+        bump(f"halt-{failure['run_id']}")
+        self.context.set("halted_because", failure["error"])
+        return "handled"
+
+
+class FailingPipeline(Pipeline):
+    definition = start(Add).chain(Explode).chain(AddAgain).on_halt(RecordHalt)
+
+
+class FlakyWriter(Step):
+    """Stages writes, then fails on its first attempt; the retry writes the same keys."""
+
+    retries = 2
+    retry_backoff = 0.2
+
+    def execute(self, payload: Any) -> dict[str, int]:
+        self.context.set("written_by_attempt", self.attempt)
+        self.context.set("shared", {"attempt": self.attempt})
+        if self.attempt == 1:
+            raise ConnectionError("flaky service")
+        return {"attempt": self.attempt}
+
+
+class FlakyPipeline(Pipeline):
+    definition = start(FlakyWriter)
+
+
+class SlowOnce(Step):
+    def execute(self, payload: dict[str, Any]) -> int:
+        count = bump(payload["counter"])
+        time.sleep(1.0)  # long enough for a duplicate delivery to arrive meanwhile
+        return count
+
+
+class DuplicatePipeline(Pipeline):
+    definition = start(SlowOnce)
+
+
+RACE_KEYS = [f"race-{i}" for i in range(6)]
+
+
+class Racer(Step):
+    """Every branch tries to take the same keys; each must win or see OverwriteError."""
+
+    def execute(self, payload: Any) -> dict[str, list[str]]:
+        won, lost = [], []
+        for key in RACE_KEYS:
+            try:
+                self.context.set(key, self.idempotency_key)
+                won.append(key)
+            except OverwriteError:
+                lost.append(key)
+        time.sleep(0.05)
+        return {"me": self.idempotency_key, "won": won, "lost": lost}
+
+
+class RacePipeline(Pipeline):
+    definition = start(FastLabel).divide([Racer] * 8).combine(Gather)
+
+
+class TooMany(Step):
+    def execute(self, payload: Any) -> list[int]:
+        return list(range(51))  # tests set PIPELINES_MAX_EXPAND = 50
+
+
+class TooManyPipeline(Pipeline):
+    definition = start(TooMany).expand(Square).collapse(Gather).on_halt(RecordHalt)
+
+
+class NotAList(Step):
+    def execute(self, payload: Any) -> dict[str, int]:
+        return {"not": 1}
+
+
+class NotAListPipeline(Pipeline):
+    definition = start(NotAList).expand(Square).collapse(Gather)
+
+
+class OtherQueueStep(Step):
+    queue = "other"
+
+    def execute(self, payload: Any) -> str:
+        return "ran on other"
+
+
+class OtherQueuePipeline(Pipeline):
+    definition = start(OtherQueueStep)
+
+
+class SneakyRival(Step):
+    """Stages a key, then (first time only) lets a rival commit the same key before this
+    step's commit: the body must be re-run and meet OverwriteError at its set() call."""
+
+    def execute(self, payload: Any) -> dict[str, Any]:
+        body_runs = bump(f"sneaky-{self.run.id}")
+        try:
+            self.context.set("contested", "mine")
+        except OverwriteError as exc:
+            return {"lost": str(exc), "body_runs": body_runs}
+        if body_runs == 1:
+            from pipelines.models import PipelineRun
+
+            PipelineRun.objects.get(pk=self.run.id).context.set("contested", "rival")
+        return {"won": True, "body_runs": body_runs}
+
+
+class SneakyPipeline(Pipeline):
+    definition = start(SneakyRival)
