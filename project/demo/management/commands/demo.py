@@ -1,0 +1,82 @@
+"""``python manage.py demo``: start a worker, trigger the demo pipeline, print what happened."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipelines.selectors import run_context_entries, run_steps
+from project.demo.pipelines import FulfilOrder
+
+SAMPLE_ORDER = {
+    "customer_id": 7,
+    "items": [{"sku": "A1", "price": 1250, "qty": 2}, {"sku": "B2", "price": 499, "qty": 1}],
+}
+
+
+class Command(BaseCommand):
+    help = "Migrate, start an RQ worker, run the demo pipeline and print its context and history."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--timeout", type=float, default=60, help="Seconds to wait.")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Use workers you started yourself."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", verbosity=0)
+        worker = None if options["no_worker"] else self._start_worker()
+        try:
+            run = FulfilOrder.trigger(SAMPLE_ORDER)
+            self.stdout.write(f"Triggered {run.pipeline} run {run.pk}; waiting for it...")
+            deadline = time.monotonic() + options["timeout"]
+            while not run.refresh().is_finished:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"run {run.pk} is still {run.status} after {options['timeout']}s; "
+                        f"is a worker running (python manage.py rqworker pipelines)?"
+                    )
+                time.sleep(0.1)
+        finally:
+            if worker is not None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
+        self._report(run)
+
+    def _start_worker(self) -> subprocess.Popen[bytes]:
+        self.stdout.write("Starting a worker: python manage.py rqworker pipelines --with-scheduler")
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "pipelines", "--with-scheduler", "-v0"],
+            cwd=settings.BASE_DIR,
+        )
+
+    def _report(self, run: Any) -> None:
+        style = self.style.SUCCESS if run.status == "succeeded" else self.style.ERROR
+        duration = (run.finished_at - run.created_at).total_seconds()
+        self.stdout.write(style(f"\nRun {run.pk}: {run.status} in {duration:.2f}s"))
+        if run.error:
+            self.stdout.write(f"Error: {run.error}")
+        self.stdout.write(f"Output: {json.dumps(run.output)}\n")
+        self.stdout.write("Context (key = value, written by):")
+        for entry in run_context_entries(run_id=run.pk):
+            self.stdout.write(f"  {entry.key} = {json.dumps(entry.value)}  [{entry.writer}]")
+        self.stdout.write("\nStep history:")
+        for step in run_steps(run_id=run.pk):
+            took = (
+                f"{(step.finished_at - step.started_at).total_seconds() * 1000:.0f} ms"
+                if step.finished_at and step.started_at
+                else "-"
+            )
+            route = f" route={step.route}" if step.route else ""
+            self.stdout.write(
+                f"  #{step.pk:<4} {step.node:<20} {step.status:<10} attempts={step.attempt} "
+                f"{took:>7}{route}  payload={json.dumps(step.payload)[:60]}"
+            )
