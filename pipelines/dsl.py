@@ -71,8 +71,9 @@ class Flow:
                 f"got {op.kind}({_name(op.step) if op.step else '...'})"
             )
         if last == "divert" and op.kind not in ("converge",):
+            added = Flow((op,))._describe(0)
             raise DefinitionError(
-                f"{op.kind}() after {self._describe(-1)}: join the routes with converge(Step) "
+                f"{added} after {self._describe(-1)}: join the routes with converge(Step) "
                 f"first, or end the pipeline there"
             )
         return Flow((*self.ops, op), self.halt_handler)
@@ -82,7 +83,10 @@ class Flow:
         if op.kind == "divide":
             return f"divide([{', '.join(_branch_name(b) for b in op.branches)}])"
         if op.kind == "divert":
-            return f"divert({{{', '.join(repr(k) for k, _ in op.routes)}}}, otherwise=...)"
+            routes = ", ".join(f"{k!r}: {_branch_name(b)}" for k, b in op.routes)
+            return f"divert({{{routes}}}, otherwise={_branch_name(op.otherwise)})"
+        if op.kind == "expand":
+            return f"expand({_branch_name(op.branches[0])})"
         return f"{op.kind}({_name(op.step)})"
 
     def chain(self, step: StepClass) -> Flow:
@@ -175,6 +179,8 @@ class Flow:
 
 def _branch_name(branch: object) -> str:
     if isinstance(branch, Flow):
+        if len(branch.ops) == 1:
+            return _name(branch.ops[0].step)
         return "start(" + _name(branch.ops[0].step) + ")..."
     return _name(branch)
 
@@ -271,7 +277,8 @@ def compile_flow(flow: Flow, *, pipeline: str) -> Graph:
 def _compile(flow: Flow, graph: Graph, pipeline: str) -> tuple[str, list[str]]:
     if flow.ops[-1].kind in ("divide", "expand"):
         raise DefinitionError(
-            f"pipeline {pipeline}: sub-flow ending in {flow._describe(-1)} must be followed by "
+            f"pipeline {pipeline}: sub-flow {_branch_name(flow)} ends in {flow._describe(-1)}, "
+            f"which must be followed by "
             f"{'combine' if flow.ops[-1].kind == 'divide' else 'collapse'}(Step)"
         )
     entry = ""

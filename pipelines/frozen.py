@@ -1,8 +1,12 @@
-"""Deeply read-only views of JSON values, used for ``context.input``."""
+"""Deeply read-only views of JSON values, used for ``context.input``.
+
+They subclass ``dict`` and ``list`` so they serialise, compare and can be stored exactly
+like the values they wrap (a step may return or store part of its input); only mutation
+is refused. ``dict(x)``, ``list(x)``, slices and ``thaw(x)`` give mutable copies.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from pipelines.exceptions import ReadOnlyError
@@ -15,66 +19,43 @@ def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
 
 
 def freeze(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and not isinstance(value, FrozenDict):
         return FrozenDict(value)
-    if isinstance(value, list):
+    if isinstance(value, list) and not isinstance(value, FrozenList):
         return FrozenList(value)
     return value
 
 
 def thaw(value: Any) -> Any:
     """A plain, mutable deep copy."""
-    if isinstance(value, FrozenDict | dict):
+    if isinstance(value, dict):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, FrozenList | list):
+    if isinstance(value, list):
         return [thaw(v) for v in value]
     return value
 
 
-class FrozenDict(Mapping[str, Any]):
-    __slots__ = ("_data",)
+class FrozenDict(dict[str, Any]):
+    __slots__ = ()
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self._data = {k: freeze(v) for k, v in data.items()}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+        super().__init__((k, freeze(v)) for k, v in data.items())
 
     def __repr__(self) -> str:
-        return f"FrozenDict({thaw(self)!r})"
+        return f"FrozenDict({dict.__repr__(self)})"
 
-    def __eq__(self, other: object) -> bool:
-        return thaw(self) == thaw(other)
-
-    __hash__ = None  # type: ignore[assignment]
-    __setitem__ = __delitem__ = _refuse
+    __setitem__ = __delitem__ = __ior__ = _refuse
     setdefault = pop = popitem = clear = update = _refuse
 
 
-class FrozenList(Sequence[Any]):
-    __slots__ = ("_data",)
+class FrozenList(list[Any]):
+    __slots__ = ()
 
     def __init__(self, data: list[Any]) -> None:
-        self._data = tuple(freeze(v) for v in data)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._data[index]
-
-    def __len__(self) -> int:
-        return len(self._data)
+        super().__init__(freeze(v) for v in data)
 
     def __repr__(self) -> str:
-        return f"FrozenList({thaw(self)!r})"
+        return f"FrozenList({list.__repr__(self)})"
 
-    def __eq__(self, other: object) -> bool:
-        return thaw(self) == thaw(other)
-
-    __hash__ = None  # type: ignore[assignment]
-    __setitem__ = __delitem__ = __iadd__ = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse

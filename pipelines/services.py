@@ -12,6 +12,7 @@ from pipelines.context import checked_copy, describe_writer
 from pipelines.engine.advance import delivery, new_execution
 from pipelines.engine.enqueue import enqueue_on_commit
 from pipelines.exceptions import InputValueError, OverwriteError
+from pipelines.frozen import thaw
 from pipelines.models import ContextWrite, PipelineRun, RunContext
 from pipelines.values import check_json
 
@@ -28,6 +29,7 @@ def run_trigger(
     """
     graph = registry.get(pipeline).graph
     check_json(input, where="input", error=InputValueError)
+    input = thaw(input)  # e.g. another run's read-only context.input
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
     ):

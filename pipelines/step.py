@@ -88,6 +88,10 @@ class Step:
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0
             ):
                 raise DefinitionError(f"step {name}: {attr} must be a number >= 0, got {value!r}")
+        if cls.retry_jitter is not None and not isinstance(cls.retry_jitter, bool):
+            raise DefinitionError(
+                f"step {name}: retry_jitter must be True or False, got {cls.retry_jitter!r}"
+            )
         if cls.queue is not None and (not isinstance(cls.queue, str) or not cls.queue):
             raise DefinitionError(f"step {name}: queue must be a queue name, got {cls.queue!r}")
 

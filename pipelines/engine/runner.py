@@ -28,6 +28,7 @@ from pipelines.engine.advance import Halt, advance, delivery, new_execution
 from pipelines.engine.enqueue import Delivery, enqueue_on_commit
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import OutputValueError, PipelineError, StepConflict
+from pipelines.frozen import thaw
 from pipelines.models import (
     ACTIVE_RUN_STATUSES,
     CLAIMABLE_STEP_STATUSES,
@@ -159,7 +160,7 @@ def _execute(
     except OutputValueError as exc:
         # A deterministic programming error: retrying would return the same value.
         return Failure(f"OutputValueError: {exc}", "", retryable=False)
-    return result, route, context
+    return thaw(result), route, context
 
 
 def _succeed(

@@ -130,10 +130,10 @@ def bad_values() -> dict[str, Any]:
 if __name__ == "__main__":
     _setup()
     mode, *args = sys.argv[1:]
-    print(
-        json.dumps(
-            {"create_run": create_run, "race": race, "context": context, "bad_values": bad_values}[
-                mode
-            ](*args)
-        )
-    )
+    modes: dict[str, Any] = {
+        "create_run": create_run,
+        "race": race,
+        "context": context,
+        "bad_values": bad_values,
+    }
+    print(json.dumps(modes[mode](*args)))

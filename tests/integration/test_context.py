@@ -128,3 +128,14 @@ def test_a_key_taken_by_a_concurrent_writer_reruns_the_body_which_meets_overwrit
     attempt = StepAttempt.objects.get(execution__run=run)
     assert (attempt.number, attempt.status, attempt.conflict_reruns) == (1, "succeeded", 1)
     assert list(ContextWrite.objects.filter(run=run).values_list("value", flat=True)) == ["rival"]
+
+
+def test_part_of_the_read_only_input_can_be_stored_and_returned(run):
+    context = StepContext(run.pk, run.input)
+    tags = context.input["tags"]
+    context.set("tags", tags)
+
+    assert context.get("tags") == ["a"]
+    assert type(context.get("tags")) is list  # a plain copy, mutable again
+    run.context.set("input-copy", run.context.input)
+    assert RunContext.objects.get(pk=run.pk).data["input-copy"] == {"n": 1, "tags": ["a"]}

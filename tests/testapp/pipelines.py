@@ -196,8 +196,9 @@ RACE_KEYS = [f"race-{i}" for i in range(6)]
 class Racer(Step):
     """Every branch tries to take the same keys; each must win or see OverwriteError."""
 
-    def execute(self, payload: Any) -> dict[str, list[str]]:
-        won, lost = [], []
+    def execute(self, payload: Any) -> dict[str, Any]:
+        won: list[str] = []
+        lost: list[str] = []
         for key in RACE_KEYS:
             try:
                 self.context.set(key, self.idempotency_key)
