@@ -10,7 +10,7 @@ from pipelines.engine.runner import run_execution
 from pipelines.models import ContextWrite, RunContext, RunStatus, StepAttempt, StepExecution
 from tests.testapp import pipelines as p
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
 
 
 @pytest.fixture

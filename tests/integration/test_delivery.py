@@ -10,11 +10,22 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer, JSONSerializer
 
 from pipelines.engine.enqueue import Delivery, enqueue, job_id
-from pipelines.models import ContextWrite, RunStatus, StepAttempt, StepExecution
+from pipelines.models import (
+    ContextWrite,
+    JoinBarrier,
+    RunStatus,
+    StepAttempt,
+    StepExecution,
+)
 from tests.conftest import wait_for
 from tests.testapp import pipelines as p
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.workers]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.portable,
+    pytest.mark.redis,
+    pytest.mark.workers,
+]
 WORKER_COUNT = 4
 
 
@@ -74,6 +85,20 @@ def test_steps_racing_for_the_same_keys_get_one_winner_each(workers, finished):
         assert len(losers) == 7
     writes = ContextWrite.objects.filter(run=run, key__startswith="race-")
     assert writes.count() == len(p.RACE_KEYS)  # every key written once, by its winner
+    assert StepExecution.objects.filter(run=run, step="Gather").count() == 1
+
+
+def test_a_join_fires_exactly_once_when_branches_finish_together(workers, finished):
+    runs = [p.ExpandPipeline.trigger({"count": 40}) for _ in range(3)]
+
+    for run in runs:
+        run = finished(run, timeout=90)
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        assert run.output == [i * i for i in range(40)]
+        assert StepExecution.objects.filter(run=run, step="Gather").count() == 1
+        barrier = JoinBarrier.objects.get(run=run)
+        assert (barrier.arrived, barrier.expected) == (40, 40)
+        assert barrier.fired_at is not None
 
 
 def test_planted_jobs_naming_other_functions_or_pickles_never_run(workers, finished):

@@ -8,7 +8,12 @@ from pipelines.models import ContextWrite, RunStatus, StepAttempt, StepExecution
 from tests.conftest import wait_for
 from tests.testapp import pipelines as p
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.workers]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.portable,
+    pytest.mark.redis,
+    pytest.mark.workers,
+]
 
 
 def steps_of(run):

@@ -13,7 +13,7 @@ from pipelines.engine.enqueue import ENGINE_FUNCTION, get_queue
 from pipelines.models import PipelineRun, RunContext, RunStatus, StepExecution
 from tests.testapp.pipelines import ChainPipeline, OtherQueuePipeline
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
 
 
 def test_commit_enqueues_the_first_step_exactly_once(redis_conn):
