@@ -109,16 +109,19 @@ class Flow:
         )
         return self._then(Op("divide", branches=flows))
 
+    def _join(self, kind: str, step: StepClass, opener: str, verb: str, what: str) -> Flow:
+        check_step_class(step, where=f"{kind}({_name(step)})")
+        if self.ops[-1].kind != opener:
+            raise DefinitionError(
+                f"{kind}({_name(step)}) without {opener}(): {kind} {verb} the {what} of the "
+                f"{opener}(...) right before it, but it follows {self._describe(-1)}"
+            )
+        return Flow((*self.ops, Op(kind, step=step)), self.halt_handler)
+
     def combine(self, step: StepClass) -> Flow:
         """Wait for every branch of the preceding divide; ``step`` gets their outputs as a
         list in the order the branches were declared."""
-        check_step_class(step, where=f"combine({_name(step)})")
-        if self.ops[-1].kind != "divide":
-            raise DefinitionError(
-                f"combine({_name(step)}) without divide(): combine joins the branches of the "
-                f"divide([...]) right before it, but it follows {self._describe(-1)}"
-            )
-        return Flow((*self.ops, Op("combine", step=step)), self.halt_handler)
+        return self._join("combine", step, "divide", "joins", "branches")
 
     def expand(self, step: Branch) -> Flow:
         """Run ``step`` (or a sub-flow) once per element of the previous step's list output;
@@ -128,13 +131,7 @@ class Flow:
 
     def collapse(self, step: StepClass) -> Flow:
         """Wait for every expanded element; ``step`` gets their outputs in element order."""
-        check_step_class(step, where=f"collapse({_name(step)})")
-        if self.ops[-1].kind != "expand":
-            raise DefinitionError(
-                f"collapse({_name(step)}) without expand(): collapse gathers the elements of "
-                f"the expand(...) right before it, but it follows {self._describe(-1)}"
-            )
-        return Flow((*self.ops, Op("collapse", step=step)), self.halt_handler)
+        return self._join("collapse", step, "expand", "gathers", "elements")
 
     def divert(self, routes: Mapping[str, Branch], *, otherwise: Branch | None = None) -> Flow:
         """Run exactly one route, chosen by the previous step's return value (a ``Route``,
@@ -158,13 +155,7 @@ class Flow:
 
     def converge(self, step: StepClass) -> Flow:
         """Join the routes of the preceding divert; ``step`` gets the chosen route's output."""
-        check_step_class(step, where=f"converge({_name(step)})")
-        if self.ops[-1].kind != "divert":
-            raise DefinitionError(
-                f"converge({_name(step)}) without divert(): converge joins the routes of the "
-                f"divert(...) right before it, but it follows {self._describe(-1)}"
-            )
-        return Flow((*self.ops, Op("converge", step=step)), self.halt_handler)
+        return self._join("converge", step, "divert", "joins", "routes")
 
     def on_halt(self, step: StepClass) -> Flow:
         """Run ``step`` once when the run fails (retries exhausted or halted)."""

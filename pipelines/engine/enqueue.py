@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from rq import Queue
@@ -36,6 +37,15 @@ def get_queue(name: str) -> Queue:
     return django_rq.get_queue(name, serializer=JSONSerializer)
 
 
+def _job_options(d: Delivery) -> dict[str, Any]:
+    return {
+        "args": (d.execution_id, d.attempt),
+        "job_id": job_id(d.execution_id, d.attempt),
+        "result_ttl": 0,  # the database is the record; RQ results would only use memory
+        "description": f"pipelines step execution {d.execution_id} attempt {d.attempt}",
+    }
+
+
 def enqueue(deliveries: Iterable[Delivery]) -> None:
     """Push jobs to Redis, one round trip per queue for immediate deliveries."""
     by_queue: dict[str, list[Delivery]] = defaultdict(list)
@@ -43,32 +53,23 @@ def enqueue(deliveries: Iterable[Delivery]) -> None:
         by_queue[delivery.queue].append(delivery)
     for name, items in by_queue.items():
         queue = get_queue(name)
-        now_items = [d for d in items if d.delay <= 0]
-        if now_items:
-            jobs = [
-                Queue.prepare_data(
-                    ENGINE_FUNCTION,
-                    args=(d.execution_id, d.attempt),
-                    job_id=job_id(d.execution_id, d.attempt),
-                    timeout=d.timeout,
-                    result_ttl=0,
-                    description=f"pipelines step execution {d.execution_id} attempt {d.attempt}",
-                )
-                for d in now_items
-            ]
+        now = [
+            Queue.prepare_data(ENGINE_FUNCTION, timeout=d.timeout, **_job_options(d))
+            for d in items
+            if d.delay <= 0
+        ]
+        if now:
             with queue.connection.pipeline() as pipe:
-                queue.enqueue_many(jobs, pipeline=pipe)
+                queue.enqueue_many(now, pipeline=pipe)
                 pipe.execute()
         for d in items:
             if d.delay > 0:
+                # Needs a worker started with --with-scheduler to move it to the queue.
                 queue.enqueue_in(
                     timedelta(seconds=d.delay),
                     ENGINE_FUNCTION,
-                    args=(d.execution_id, d.attempt),
-                    job_id=job_id(d.execution_id, d.attempt),
                     job_timeout=d.timeout,
-                    result_ttl=0,
-                    description=f"pipelines step execution {d.execution_id} attempt {d.attempt}",
+                    **_job_options(d),
                 )
 
 
