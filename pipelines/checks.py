@@ -32,4 +32,23 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                         id="pipelines.E002",
                     )
                 )
+    errors += check_sqlite(settings.DATABASES.get("default", {}))
     return errors
+
+
+def check_sqlite(db: dict[str, Any]) -> list[CheckMessage]:
+    if not db.get("ENGINE", "").endswith("sqlite3"):
+        return []
+    if db.get("OPTIONS", {}).get("transaction_mode") == "IMMEDIATE":
+        return []
+    # With SQLite's default deferred transactions, select_for_update does nothing and two
+    # completing steps fail on a lock upgrade instead of waiting for each other.
+    return [
+        Error(
+            "pipelines on SQLite need DATABASES['default']['OPTIONS']['transaction_mode'] = "
+            "'IMMEDIATE'",
+            hint="Also set 'init_command': 'PRAGMA journal_mode=WAL;' and a 'timeout' of "
+            "about 30 seconds; see project/settings.py.",
+            id="pipelines.E003",
+        )
+    ]

@@ -147,8 +147,15 @@ class Flow:
             )
         pairs = []
         for key, branch in routes.items():
-            if not isinstance(key, str) or not key:
-                raise DefinitionError(f"divert() route keys must be non-empty strings, got {key!r}")
+            if not isinstance(key, str) or not 0 < len(key) <= 200:
+                raise DefinitionError(
+                    f"divert() route keys must be strings of 1 to 200 characters, got {key!r}"
+                )
+            if key == "otherwise":
+                raise DefinitionError(
+                    "divert() route key 'otherwise' is reserved for the fallback; pass that "
+                    "branch as otherwise=... instead"
+                )
             pairs.append((key, _as_flow(branch, where=f"divert() route {key!r}")))
         other = _as_flow(otherwise, where="divert(otherwise=...)")
         return self._then(Op("divert", routes=tuple(pairs), otherwise=other))

@@ -15,7 +15,9 @@ from pipelines.conf import get_settings
 from pipelines.dsl import Chain, Divert, Divide, End, Expand, Graph
 from pipelines.engine.enqueue import Delivery
 from pipelines.engine.transitions import run_transition
+from pipelines.exceptions import OutputValueError
 from pipelines.models import JoinBarrier, PipelineRun, RunStatus, StepExecution, StepStatus
+from pipelines.values import check_json
 
 
 class Halt(Exception):
@@ -130,6 +132,7 @@ def _arrive(run: PipelineRun, graph: Graph, execution: StepExecution) -> list[St
     if barrier.arrived < barrier.expected or barrier.fired_at is not None:
         return []
     JoinBarrier.objects.filter(pk=barrier_id).update(fired_at=timezone.now())
+
     # This execution's own "reported" flag is saved by the caller after we return, so its
     # output is taken from memory rather than from the query.
     outputs = dict(
@@ -139,6 +142,11 @@ def _arrive(run: PipelineRun, graph: Graph, execution: StepExecution) -> list[St
     )
     outputs[execution.branch_index] = execution.output
     ordered = [outputs.get(i) for i in range(barrier.expected)]
+    try:
+        # Each output passed the limits alone; together they may not.
+        check_json(ordered, where=f"joined outputs for {barrier.node}", error=OutputValueError)
+    except OutputValueError as exc:
+        raise Halt(str(exc)) from None
     return [
         new_execution(
             run,

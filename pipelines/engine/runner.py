@@ -60,16 +60,20 @@ def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
     if execution is None:
         return "skipped"
     run = execution.run
+    graph: Graph | None = None
     try:
         graph = registry.get(run.pipeline).graph
         node = graph.node(execution.node)
         if node.step.__name__ != execution.step:
-            raise PipelineError(
-                f"pipeline {run.pipeline} changed while run {run.pk} was in flight: node "
-                f"{execution.node} is now {node.step.__name__}, not {execution.step}"
-            )
-    except PipelineError as exc:
-        return _fail(execution, attempt, Failure(str(exc), traceback.format_exc(), False), None)
+            raise KeyError(execution.node)
+    except (PipelineError, KeyError):
+        failure = Failure(
+            f"pipeline {run.pipeline} changed while run {run.pk} was in flight: it has no "
+            f"node {execution.node} running {execution.step} any more",
+            traceback.format_exc(),
+            retryable=False,
+        )
+        return _fail(execution, attempt, failure, graph)
     reruns = 0
     while True:
         outcome = _execute(execution, attempt, node.step, graph, run)
@@ -90,6 +94,16 @@ def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
                     "",
                 )
                 return _fail(execution, attempt, failure, graph)
+        except Exception as exc:
+            # The body succeeded but its result could not be committed (a database error,
+            # a lock timeout, an engine bug). Record it as this attempt's failure so the
+            # execution is retried or the run halts, instead of staying "running".
+            logger.exception("could not commit execution %s attempt %s", execution.pk, attempt)
+            failure = Failure(
+                f"could not commit the step's result: {type(exc).__name__}: {exc}",
+                traceback.format_exc(),
+            )
+            return _fail(execution, attempt, failure, graph)
 
 
 def _claim(execution_id: int, attempt: int, worker: str) -> StepExecution | None:
@@ -143,14 +157,20 @@ def _execute(
             attempt=attempt,
             idempotency_key=execution.idempotency_key,
         )
-        result = step.execute(execution.payload)
+        # A fresh copy each time: a conflict re-run must not see what the last run mutated.
+        result = step.execute(thaw(execution.payload))
     except Exception as exc:
         return Failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
     route = None
-    if isinstance(result, Route):
-        route, result = result.key, result.payload
     where = f"output of step {execution.node} (run {run.pk})"
     try:
+        if isinstance(result, Route):
+            if not isinstance(result.key, str) or not 0 < len(result.key) <= 200:
+                raise OutputValueError(
+                    f"{where}: Route key must be a string of 1 to 200 characters, "
+                    f"got {result.key!r}"
+                )
+            route, result = result.key, result.payload
         check_json(result, where=where, error=OutputValueError)
         transition = graph.node(execution.node).transition
         if isinstance(transition, Expand) and not isinstance(result, list):
@@ -253,8 +273,8 @@ def retry_delay(policy: RetryPolicy, attempt: int) -> float:
 
 def _fail(execution: StepExecution, attempt: int, failure: Failure, graph: Graph | None) -> str:
     now = timezone.now()
-    step_class = graph.node(execution.node).step if graph else None
-    policy = step_class.retry_policy() if step_class else None
+    node = graph.nodes.get(execution.node) if graph else None
+    policy = node.step.retry_policy() if node and failure.retryable else None
     with transaction.atomic():
         RunContext.objects.select_for_update().filter(pk=execution.run_id).first()
         run = PipelineRun.objects.get(pk=execution.run_id)
@@ -264,6 +284,7 @@ def _fail(execution: StepExecution, attempt: int, failure: Failure, graph: Graph
             and attempt <= policy.retries
             and (run.status in ACTIVE_RUN_STATUSES or execution.is_halt_handler)
         )
+        delay = 0.0
         if retry:
             assert policy is not None
             assert graph is not None
@@ -288,6 +309,14 @@ def _fail(execution: StepExecution, attempt: int, failure: Failure, graph: Graph
             )
         if not moved:
             return "stale"
+        logger.warning(
+            "step %s of run %s failed on attempt %s (%s): %s",
+            execution.node,
+            execution.run_id,
+            attempt,
+            f"retrying in {delay:.1f}s" if retry else "no retries left",
+            failure.error,
+        )
         StepAttempt.objects.filter(execution=execution, number=attempt).update(
             status=AttemptStatus.FAILED,
             finished_at=now,

@@ -1,7 +1,8 @@
 """RQ worker and job classes that only ever run the engine's own function, with JSON.
 
 ``python manage.py rqworker pipelines`` uses them through the ``RQ`` setting. Whatever a
-job planted in Redis asks for (another function, pickled data), it is refused, not run.
+job planted in Redis asks for (another function, pickled data, callbacks, webhooks), it
+is refused, not run.
 """
 
 from __future__ import annotations
@@ -17,11 +18,39 @@ from pipelines.exceptions import UnsafeJobError
 
 
 class PipelineJob(Job):
+    # RQ imports and calls callback functions, and sends webhooks, named by the job itself;
+    # the engine never sets them, so a job that carries any was planted: ignore them all.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
     def _execute(self) -> Any:
-        if self.func_name != ENGINE_FUNCTION or self.instance is not None:
+        smuggled = [
+            name
+            for name, value in (
+                ("on_success", self._success_callback_name),
+                ("on_failure", self._failure_callback_name),
+                ("on_stopped", self._stopped_callback_name),
+                ("webhooks", self.webhooks),
+            )
+            if value
+        ]
+        if self.func_name != ENGINE_FUNCTION or self.instance is not None or smuggled:
+            extra = f" with {', '.join(smuggled)}" if smuggled else ""
             raise UnsafeJobError(
-                f"refused job {self.id}: it names {self.func_name!r}, but pipeline workers "
-                f"only run {ENGINE_FUNCTION}"
+                f"refused job {self.id}: it names {self.func_name!r}{extra}, but pipeline "
+                f"workers only run {ENGINE_FUNCTION}"
             )
         return super()._execute()
 

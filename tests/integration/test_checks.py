@@ -36,3 +36,15 @@ def test_check_reports_a_step_queue_missing_from_rq_queues(nowhere_pipeline):
     message = str(error.value)
     assert "pipelines.E002" in message
     assert "step NowhereStep uses queue 'no-such-queue', which is not in RQ_QUEUES" in message
+
+
+def test_check_requires_immediate_transactions_on_sqlite():
+    from pipelines.checks import check_sqlite
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3", "OPTIONS": {}}
+    errors = check_sqlite(sqlite)
+    assert [e.id for e in errors] == ["pipelines.E003"]
+    assert "transaction_mode'] = 'IMMEDIATE'" in errors[0].msg
+
+    assert check_sqlite({**sqlite, "OPTIONS": {"transaction_mode": "IMMEDIATE"}}) == []
+    assert check_sqlite({"ENGINE": "django.db.backends.postgresql"}) == []

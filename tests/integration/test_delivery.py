@@ -120,3 +120,53 @@ def test_planted_jobs_naming_other_functions_or_pickles_never_run(workers, finis
     assert "UnsafeJobError" in (planted_job.latest_result().exc_string or "")
     wait_for(lambda: pickled.id in failed.get_job_ids(), 10, "pickled job to fail")
     assert pickled.id not in json_queue.job_ids
+
+
+def test_planted_jobs_cannot_smuggle_callbacks_or_webhooks(workers, finished):
+    import http.server
+    import threading
+
+    from rq import Callback
+    from rq.webhook import Webhook
+
+    from pipelines.engine.enqueue import ENGINE_FUNCTION
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        conn = django_rq.get_connection("pipelines")
+        queue = Queue("pipelines", connection=conn, serializer=JSONSerializer)
+        callback = Callback("tests.testapp.pipelines.planted_callback")
+        with_callbacks = queue.enqueue(
+            ENGINE_FUNCTION, 0, 1, on_success=callback, on_failure=callback, on_stopped=callback
+        )
+        with_webhook = queue.enqueue(
+            "os.getcwd", webhooks=[Webhook(url, "failed"), Webhook(url, "finished")]
+        )
+        failed = FailedJobRegistry("pipelines", connection=conn, serializer=JSONSerializer)
+        wait_for(
+            lambda: {with_callbacks.id, with_webhook.id} <= set(failed.get_job_ids()),
+            15,
+            "planted jobs to be refused",
+        )
+        # A real run afterwards proves the workers went on; give hooks time to (not) fire.
+        assert finished(p.ChainPipeline.trigger({"n": 1})).status == RunStatus.SUCCEEDED
+
+        assert conn.get("test:count:planted-callback") is None
+        assert requests == []
+        result = queue.fetch_job(with_callbacks.id).latest_result()
+        assert "with on_success, on_failure, on_stopped" in (result.exc_string or "")
+    finally:
+        server.shutdown()

@@ -248,10 +248,11 @@ class SneakyRival(Step):
 
     def execute(self, payload: Any) -> dict[str, Any]:
         body_runs = bump(f"sneaky-{self.run.id}")
+        token = payload.pop("token")  # a re-run must get the payload afresh
         try:
             self.context.set("contested", "mine")
         except OverwriteError as exc:
-            return {"lost": str(exc), "body_runs": body_runs}
+            return {"lost": str(exc), "body_runs": body_runs, "token": token}
         if body_runs == 1:
             from pipelines.models import PipelineRun
 
@@ -261,3 +262,16 @@ class SneakyRival(Step):
 
 class SneakyPipeline(Pipeline):
     definition = start(SneakyRival)
+
+
+def planted_callback(*args: Any, **kwargs: Any) -> None:
+    bump("planted-callback")
+
+
+class BadRoute(Step):
+    def execute(self, payload: Any) -> Route:
+        return Route(["not", "a", "key"], payload)  # type: ignore[arg-type]
+
+
+class BadRoutePipeline(Pipeline):
+    definition = start(BadRoute).divert({"a": RouteA}, otherwise=Otherwise).on_halt(RecordHalt)

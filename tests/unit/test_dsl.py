@@ -158,9 +158,9 @@ def test_divert_with_empty_dict() -> None:
 
 
 def test_divert_with_non_string_key() -> None:
-    with raises("divert() route keys must be non-empty strings, got 1"):
+    with raises("divert() route keys must be strings of 1 to 200 characters, got 1"):
         start(Fetch).divert({1: RouteX}, otherwise=Fallback)  # type: ignore[dict-item]
-    with raises("divert() route keys must be non-empty strings, got ''"):
+    with raises("divert() route keys must be strings of 1 to 200 characters, got ''"):
         start(Fetch).divert({"": RouteX}, otherwise=Fallback)
 
 
@@ -598,3 +598,13 @@ def test_builders_are_immutable() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         base.ops = ()  # type: ignore[misc]
+
+
+def test_divert_route_key_otherwise_is_reserved() -> None:
+    with raises("divert() route key 'otherwise' is reserved for the fallback"):
+        start(Fetch).divert({"otherwise": RouteX}, otherwise=Fallback)
+
+
+def test_divert_route_key_longer_than_200_characters_is_refused() -> None:
+    with raises("divert() route keys must be strings of 1 to 200 characters"):
+        start(Fetch).divert({"k" * 201: RouteX}, otherwise=Fallback)
