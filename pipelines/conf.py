@@ -19,6 +19,12 @@ class PipelineSettings:
     max_value_bytes: int
     max_value_depth: int
     max_conflict_reruns: int
+    heartbeat_interval: float
+    reclaim_after: float
+    reenqueue_after: float
+    sweep_interval: float
+    crash_budget: int
+    cancel_grace: float
 
 
 DEFAULTS = {
@@ -39,22 +45,50 @@ DEFAULTS = {
     "PIPELINES_MAX_VALUE_DEPTH": 64,
     # How often one attempt may be re-run because a concurrent step took a key it staged.
     "PIPELINES_MAX_CONFLICT_RERUNS": 20,
+    # Recovery. A running step touches its heartbeat this often (seconds) ...
+    "PIPELINES_HEARTBEAT_INTERVAL": 5.0,
+    # ... and is reclaimed as a new attempt when it has not for this long.
+    "PIPELINES_RECLAIM_AFTER": 20.0,
+    # An execution enqueued this long ago whose job is not in Redis is enqueued again.
+    "PIPELINES_REENQUEUE_AFTER": 20.0,
+    # How often each worker's sweeper thread runs a pass (only one holds the lease).
+    "PIPELINES_SWEEP_INTERVAL": 5.0,
+    # Reclaims allowed per step execution before the run halts (the step keeps killing
+    # its worker).
+    "PIPELINES_CRASH_BUDGET": 3,
+    # Seconds a running step of a cancelled run gets to stop by itself.
+    "PIPELINES_CANCEL_GRACE": 10.0,
 }
 
 
-def get_settings() -> PipelineSettings:
-    def value(name: str) -> object:
-        return getattr(settings, name, DEFAULTS[name])
+def _get(name: str) -> object:
+    return getattr(settings, name, DEFAULTS[name])
 
+
+def _int(name: str) -> int:
+    return int(_get(name))  # type: ignore[call-overload]
+
+
+def _float(name: str) -> float:
+    return float(_get(name))  # type: ignore[arg-type]
+
+
+def get_settings() -> PipelineSettings:
     return PipelineSettings(
-        queue=str(value("PIPELINES_QUEUE")),
-        retries=int(value("PIPELINES_RETRIES")),  # type: ignore[call-overload]
-        retry_backoff=float(value("PIPELINES_RETRY_BACKOFF")),  # type: ignore[arg-type]
-        retry_backoff_max=float(value("PIPELINES_RETRY_BACKOFF_MAX")),  # type: ignore[arg-type]
-        retry_jitter=bool(value("PIPELINES_RETRY_JITTER")),
-        step_timeout=int(value("PIPELINES_STEP_TIMEOUT")),  # type: ignore[call-overload]
-        max_expand=int(value("PIPELINES_MAX_EXPAND")),  # type: ignore[call-overload]
-        max_value_bytes=int(value("PIPELINES_MAX_VALUE_BYTES")),  # type: ignore[call-overload]
-        max_value_depth=int(value("PIPELINES_MAX_VALUE_DEPTH")),  # type: ignore[call-overload]
-        max_conflict_reruns=int(value("PIPELINES_MAX_CONFLICT_RERUNS")),  # type: ignore[call-overload]
+        queue=str(_get("PIPELINES_QUEUE")),
+        retries=_int("PIPELINES_RETRIES"),
+        retry_backoff=_float("PIPELINES_RETRY_BACKOFF"),
+        retry_backoff_max=_float("PIPELINES_RETRY_BACKOFF_MAX"),
+        retry_jitter=bool(_get("PIPELINES_RETRY_JITTER")),
+        step_timeout=_int("PIPELINES_STEP_TIMEOUT"),
+        max_expand=_int("PIPELINES_MAX_EXPAND"),
+        max_value_bytes=_int("PIPELINES_MAX_VALUE_BYTES"),
+        max_value_depth=_int("PIPELINES_MAX_VALUE_DEPTH"),
+        max_conflict_reruns=_int("PIPELINES_MAX_CONFLICT_RERUNS"),
+        heartbeat_interval=_float("PIPELINES_HEARTBEAT_INTERVAL"),
+        reclaim_after=_float("PIPELINES_RECLAIM_AFTER"),
+        reenqueue_after=_float("PIPELINES_REENQUEUE_AFTER"),
+        sweep_interval=_float("PIPELINES_SWEEP_INTERVAL"),
+        crash_budget=_int("PIPELINES_CRASH_BUDGET"),
+        cancel_grace=_float("PIPELINES_CANCEL_GRACE"),
     )

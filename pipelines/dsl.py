@@ -332,3 +332,13 @@ class Route:
 
     key: str
     payload: Any = None
+
+
+@dataclass(frozen=True)
+class WaitForEvent:
+    """Return ``WaitForEvent("approved", timeout=3600)`` from a step to pause its run until
+    ``run.send_event("approved", payload)``; the next step gets that payload. With a
+    timeout (seconds), the step fails when no event arrives in time."""
+
+    name: str
+    timeout: float | None = None

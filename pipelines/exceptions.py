@@ -63,6 +63,15 @@ class InvalidTransitionError(PipelineError):
     does not allow (for example succeeding a run that was cancelled)."""
 
 
+class EventNotExpectedError(PipelineError):
+    """Raised by ``send_event`` when no step of the run is waiting for that event."""
+
+
+class StepTimeout(BaseException):
+    """Raised inside a step when its ``timeout`` passes. It derives from BaseException so
+    that ``except Exception`` in step code does not swallow it."""
+
+
 class UnsafeJobError(PipelineError):
     """Raised in a worker when a job asks for any function other than the engine's own."""
 

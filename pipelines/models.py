@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class RunStatus(models.TextChoices):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # a step is paused until an event arrives
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -27,6 +28,7 @@ class StepStatus(models.TextChoices):
     ENQUEUED = "enqueued"
     RUNNING = "running"
     RETRYING = "retrying"  # failed, waiting for its backoff before the next attempt
+    WAITING = "waiting"  # the body returned WaitForEvent; send_event completes it
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -36,9 +38,17 @@ class AttemptStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CRASHED = "crashed"  # its worker died: the heartbeat stopped
 
 
-ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+class StepKind(models.TextChoices):
+    STEP = "step"
+    HALT = "halt", "halt handler"
+    COMPENSATION = "compensation"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 CLAIMABLE_STEP_STATUSES = (StepStatus.ENQUEUED, StepStatus.RETRYING)
 
 
@@ -83,6 +93,26 @@ class PipelineRun(models.Model):
         self.refresh_from_db()
         return self
 
+    def cancel(self, reason: str = "cancelled") -> PipelineRun:
+        from pipelines.services import run_cancel
+
+        return run_cancel(run_id=self.pk, reason=reason).refresh()
+
+    def resume(self) -> PipelineRun:
+        from pipelines.services import run_resume
+
+        return run_resume(run_id=self.pk).refresh()
+
+    def rerun(self) -> PipelineRun:
+        from pipelines.services import run_rerun
+
+        return run_rerun(run_id=self.pk)
+
+    def send_event(self, name: str, payload: object = None) -> PipelineRun:
+        from pipelines.services import run_send_event
+
+        return run_send_event(run_id=self.pk, name=name, payload=payload).refresh()
+
 
 class RunContext(models.Model):
     """One JSON document per run. Its row lock is also the run's mutex: every step
@@ -120,7 +150,15 @@ class StepExecution(models.Model):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
     node = models.CharField(max_length=200, help_text="Node id in the pipeline graph.")
     step = models.CharField(max_length=200, help_text="Step class name.")
-    is_halt_handler = models.BooleanField(default=False)
+    kind = models.CharField(max_length=16, choices=StepKind.choices, default=StepKind.STEP)
+    compensates = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="compensations",
+        help_text="For a compensation: the completed step it undoes.",
+    )
     status = models.CharField(max_length=16, choices=StepStatus.choices)
     attempt = models.PositiveIntegerField(default=1, help_text="The current (or last) attempt.")
     queue = models.CharField(max_length=100)
@@ -136,9 +174,16 @@ class StepExecution(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
+    crash_count = models.PositiveIntegerField(
+        default=0, help_text="Attempts lost because their worker died."
+    )
+    event_name = models.CharField(max_length=200, blank=True)
+    event_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -158,6 +203,14 @@ class StepExecution(models.Model):
     @property
     def idempotency_key(self) -> str:
         return f"pipelines-run{self.run_id}-step{self.pk}"
+
+    @property
+    def is_halt_handler(self) -> bool:
+        return self.kind == StepKind.HALT
+
+    @property
+    def is_compensation(self) -> bool:
+        return self.kind == StepKind.COMPENSATION
 
 
 class StepAttempt(models.Model):
@@ -211,3 +264,15 @@ class ContextWrite(models.Model):
         if self.execution_id is None:
             return f"outside a step at {when}"
         return f"step {self.step} (execution {self.execution_id}) attempt {self.attempt} at {when}"
+
+
+class Lease(models.Model):
+    """A named, expiring lock held in the database, so that exactly one process across all
+    machines runs the sweeper at a time, even when Redis is flushed or down."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lease {self.name} held by {self.holder} until {self.expires_at}"

@@ -9,11 +9,27 @@ from django.utils import timezone
 
 from pipelines import registry
 from pipelines.context import checked_copy, describe_writer
-from pipelines.engine.advance import delivery, new_execution
+from pipelines.engine.advance import delivery, new_execution, redelivery
+from pipelines.engine.complete import advance_and_enqueue, lock_run, start_next_compensation
 from pipelines.engine.enqueue import enqueue_on_commit
-from pipelines.exceptions import InputValueError, OverwriteError
+from pipelines.engine.transitions import run_transition, step_transition
+from pipelines.exceptions import (
+    EventNotExpectedError,
+    InputValueError,
+    InvalidTransitionError,
+    OverwriteError,
+)
 from pipelines.frozen import thaw
-from pipelines.models import ContextWrite, PipelineRun, RunContext
+from pipelines.models import (
+    ACTIVE_RUN_STATUSES,
+    ContextWrite,
+    PipelineRun,
+    RunContext,
+    RunStatus,
+    StepExecution,
+    StepKind,
+    StepStatus,
+)
 from pipelines.values import check_json
 
 
@@ -67,3 +83,107 @@ def context_set(*, run_id: int, key: str, value: Any, overwrite: bool = False) -
         ContextWrite.objects.create(
             run_id=run_id, key=key, value=value, overwrite=overwrite, written_at=now
         )
+
+
+def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
+    """Cancel a run: nothing new starts, queued and waiting steps are cancelled, running
+    steps see ``self.cancelled`` and are stopped after ``PIPELINES_CANCEL_GRACE`` seconds,
+    and completed steps' compensations run, newest first."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = lock_run(run_id)
+        if run.status not in ACTIVE_RUN_STATUSES:
+            raise InvalidTransitionError(
+                f"run {run_id} is {run.status}; only pending, running or waiting runs can be "
+                f"cancelled"
+            )
+        run_transition(run, RunStatus.CANCELLED, error=reason)
+        StepExecution.objects.filter(
+            run=run,
+            kind=StepKind.STEP,
+            status__in=[StepStatus.ENQUEUED, StepStatus.RETRYING, StepStatus.WAITING],
+        ).update(status=StepStatus.CANCELLED, finished_at=now, error="run cancelled")
+        start_next_compensation(run, _graph_or_none(run))
+    return run
+
+
+def run_resume(*, run_id: int) -> PipelineRun:
+    """Resume a failed run from its failed steps, keeping completed steps and context.
+    Failed (and never-started) steps get a new attempt."""
+    with transaction.atomic():
+        run = lock_run(run_id)
+        if run.status != RunStatus.FAILED:
+            raise InvalidTransitionError(f"run {run_id} is {run.status}; only failed runs resume")
+        if StepExecution.objects.filter(run=run, kind=StepKind.COMPENSATION).exists():
+            raise InvalidTransitionError(
+                f"run {run_id} was compensated (its completed steps were undone); re-run it "
+                f"as a new run instead"
+            )
+        registry.get(run.pipeline)  # a run of a pipeline that no longer exists cannot resume
+        run_transition(run, RunStatus.RUNNING, error="")
+        stopped = StepExecution.objects.filter(
+            run=run, kind=StepKind.STEP, status__in=[StepStatus.FAILED, StepStatus.CANCELLED]
+        ).select_related("run")
+        deliveries = []
+        for execution in stopped:
+            if step_transition(
+                execution.pk,
+                at_attempt=execution.attempt,
+                current=[execution.status],  # type: ignore[list-item]
+                to=StepStatus.ENQUEUED,
+                attempt=execution.attempt + 1,
+                crash_count=0,
+                error="",
+                finished_at=None,
+                enqueued_at=timezone.now(),
+            ):
+                execution.attempt += 1
+                deliveries.append(redelivery(execution))
+        enqueue_on_commit(deliveries)
+    return run
+
+
+def run_rerun(*, run_id: int) -> PipelineRun:
+    """Start a new run of the same pipeline with the same input."""
+    run = PipelineRun.objects.get(pk=run_id)
+    return run_trigger(pipeline=run.pipeline, input=run.input)
+
+
+def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRun:
+    """Deliver an event to the step waiting for it; the next step gets ``payload``."""
+    check_json(payload, where=f"event {name!r} payload", error=InputValueError)
+    payload = thaw(payload)
+    now = timezone.now()
+    with transaction.atomic():
+        run = lock_run(run_id)
+        waiting = StepExecution.objects.filter(
+            run=run, status=StepStatus.WAITING, kind=StepKind.STEP
+        )
+        execution = waiting.filter(event_name=name).order_by("id").first()
+        if execution is None or run.status not in ACTIVE_RUN_STATUSES:
+            names = sorted(set(waiting.values_list("event_name", flat=True)))
+            raise EventNotExpectedError(
+                f"run {run_id} ({run.status}) is not waiting for event {name!r}"
+                + (f"; it waits for {', '.join(map(repr, names))}" if names else "")
+            )
+        step_transition(
+            execution.pk,
+            at_attempt=execution.attempt,
+            current=[StepStatus.WAITING],
+            to=StepStatus.SUCCEEDED,
+            output=payload,
+            finished_at=now,
+        )
+        if run.status == RunStatus.WAITING and not waiting.exclude(pk=execution.pk).exists():
+            run_transition(run, RunStatus.RUNNING)
+        execution.output = payload
+        graph = registry.get(run.pipeline).graph
+        advance_and_enqueue(run, graph, execution, payload, None)
+    return run
+
+
+def _graph_or_none(run: PipelineRun) -> Any:
+    try:
+        return registry.get(run.pipeline).graph
+    except Exception:
+        return None

@@ -61,19 +61,36 @@ class Step:
     def execute(self, payload: Any) -> Any:
         raise NotImplementedError
 
+    def compensate(self, output: Any) -> None:
+        """Override to undo this step when its run halts or is cancelled; gets the output
+        the step returned. Compensations run once each, newest first."""
+        raise NotImplementedError
+
+    @classmethod
+    def has_compensation(cls) -> bool:
+        return cls.compensate is not Step.compensate
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled: a long step should check it and stop early."""
+        from pipelines.models import PipelineRun, RunStatus
+
+        return PipelineRun.objects.filter(pk=self.run.id, status=RunStatus.CANCELLED).exists()
+
     @classmethod
     def validate_class(cls) -> None:
         """Raise DefinitionError if the class cannot be run as a step."""
         name = cls.__qualname__
         if cls.execute is Step.execute:
             raise DefinitionError(f"step {name} has no execute(self, payload) method")
-        try:
-            inspect.signature(cls.execute).bind(object(), None)
-        except TypeError:
-            raise DefinitionError(
-                f"step {name}: execute must take exactly one argument besides self, the "
-                f"payload: def execute(self, payload)"
-            ) from None
+        for method, arg in (("execute", "payload"), ("compensate", "output")):
+            try:
+                inspect.signature(getattr(cls, method)).bind(object(), None)
+            except TypeError:
+                raise DefinitionError(
+                    f"step {name}: {method} must take exactly one argument besides self, the "
+                    f"{arg}: def {method}(self, {arg})"
+                ) from None
         for attr in ("retries", "timeout"):
             value = getattr(cls, attr)
             if value is not None and (
@@ -112,5 +129,12 @@ class Step:
         return cls.queue or get_settings().queue
 
     @classmethod
-    def job_timeout(cls) -> int:
+    def step_timeout(cls) -> int:
+        """Seconds the body may run before it is stopped with StepTimeout."""
         return cls.timeout or get_settings().step_timeout
+
+    @classmethod
+    def job_timeout(cls) -> int:
+        # RQ's own limit is only a backstop: the engine stops the body itself, and the
+        # margin leaves time to record the outcome.
+        return cls.step_timeout() + 60

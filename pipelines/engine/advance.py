@@ -16,7 +16,14 @@ from pipelines.dsl import Chain, Divert, Divide, End, Expand, Graph
 from pipelines.engine.enqueue import Delivery
 from pipelines.engine.transitions import run_transition
 from pipelines.exceptions import OutputValueError
-from pipelines.models import JoinBarrier, PipelineRun, RunStatus, StepExecution, StepStatus
+from pipelines.models import (
+    JoinBarrier,
+    PipelineRun,
+    RunStatus,
+    StepExecution,
+    StepKind,
+    StepStatus,
+)
 from pipelines.values import check_json
 
 
@@ -32,14 +39,14 @@ def new_execution(
     *,
     barrier_id: int | None = None,
     branch_index: int | None = None,
-    is_halt_handler: bool = False,
+    kind: StepKind = StepKind.STEP,
 ) -> StepExecution:
     step = graph.node(node_id).step
     return StepExecution(
         run=run,
         node=node_id,
         step=step.__name__,
-        is_halt_handler=is_halt_handler,
+        kind=kind,
         status=StepStatus.ENQUEUED,
         queue=step.queue_name(),
         payload=payload,
@@ -51,6 +58,17 @@ def new_execution(
 def delivery(execution: StepExecution, graph: Graph) -> Delivery:
     step = graph.node(execution.node).step
     return Delivery(execution.pk, execution.attempt, execution.queue, step.job_timeout())
+
+
+def redelivery(execution: StepExecution) -> Delivery:
+    """The job for an execution whose step class may no longer be in the graph."""
+    from pipelines import registry
+
+    try:
+        timeout = registry.get(execution.run.pipeline).graph.node(execution.node).step.job_timeout()
+    except Exception:
+        timeout = get_settings().step_timeout + 60
+    return Delivery(execution.pk, execution.attempt, execution.queue, timeout)
 
 
 def _open_barrier(

@@ -14,16 +14,13 @@ from django.utils import timezone
 from pipelines.exceptions import InvalidTransitionError
 from pipelines.models import PipelineRun, RunStatus, StepExecution, StepStatus
 
+_ENDINGS = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
 RUN_TRANSITIONS: dict[str, set[str]] = {
-    RunStatus.PENDING: {
-        RunStatus.RUNNING,
-        RunStatus.SUCCEEDED,
-        RunStatus.FAILED,
-        RunStatus.CANCELLED,
-    },
-    RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.WAITING, *_ENDINGS},
+    RunStatus.RUNNING: {RunStatus.WAITING, *_ENDINGS},
+    RunStatus.WAITING: {RunStatus.RUNNING, *_ENDINGS},
     RunStatus.SUCCEEDED: set(),
-    RunStatus.FAILED: set(),
+    RunStatus.FAILED: {RunStatus.RUNNING},  # resume from the failed step
     RunStatus.CANCELLED: set(),
 }
 
@@ -34,11 +31,14 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
         StepStatus.SUCCEEDED,
         StepStatus.FAILED,
         StepStatus.RETRYING,
+        StepStatus.WAITING,
         StepStatus.CANCELLED,
+        StepStatus.ENQUEUED,  # reclaimed after its worker died
     },
+    StepStatus.WAITING: {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED},
     StepStatus.SUCCEEDED: set(),
-    StepStatus.FAILED: set(),
-    StepStatus.CANCELLED: set(),
+    StepStatus.FAILED: {StepStatus.ENQUEUED},  # resume
+    StepStatus.CANCELLED: {StepStatus.ENQUEUED},  # resume
 }
 
 TERMINAL_RUN = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -55,6 +55,8 @@ def run_transition(run: PipelineRun, to: RunStatus, **fields: Any) -> None:
         fields.setdefault("started_at", now)
     if to in TERMINAL_RUN:
         fields.setdefault("finished_at", now)
+    elif current in TERMINAL_RUN:
+        fields.setdefault("finished_at", None)  # resumed
     updated = PipelineRun.objects.filter(pk=run.pk, status=current).update(status=to, **fields)
     if not updated:
         raise InvalidTransitionError(f"run {run.pk} changed status concurrently (was {current})")

@@ -47,7 +47,8 @@ def test_duplicate_delivery_to_two_workers_runs_the_body_once(workers, finished)
 
 def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
     from pipelines.context import StepContext
-    from pipelines.engine.runner import _claim, _succeed
+    from pipelines.engine.complete import Outcome, succeed
+    from pipelines.engine.runner import _claim
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
@@ -58,7 +59,7 @@ def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
     context = StepContext(run.pk, run.input)
     context.set("zombie", True)
 
-    outcome = _succeed(claimed, 1, p.ChainPipeline.graph, {"n": 2}, None, context, 0)
+    outcome = succeed(claimed, 1, p.ChainPipeline.graph, Outcome({"n": 2}, context), 0)
 
     assert outcome == "stale"
     execution.refresh_from_db()

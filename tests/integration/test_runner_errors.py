@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from pipelines.engine import runner
+from pipelines.engine import complete, runner
 from pipelines.models import RunStatus, StepExecution, StepStatus
 from tests.integration.test_context import drive
 from tests.testapp import pipelines as p
@@ -22,7 +22,7 @@ def test_a_bad_route_key_fails_the_step_without_retrying(redis_conn):
     )
     step = StepExecution.objects.get(run=run, step="BadRoute")
     assert (step.status, step.attempt, step.attempts.count()) == ("failed", 1, 1)
-    handler = StepExecution.objects.get(run=run, is_halt_handler=True)
+    handler = StepExecution.objects.get(run=run, kind="halt")
     assert handler.status == StepStatus.SUCCEEDED
 
 
@@ -37,11 +37,11 @@ def test_a_run_whose_pipeline_changed_fails_clearly_and_runs_the_halt_handler(re
     assert "no node Vanished.7 running Vanished any more" in run.error
     first = StepExecution.objects.get(run=run, node="Vanished.7")
     assert (first.status, first.attempts.count()) == ("failed", 1)
-    assert StepExecution.objects.get(run=run, is_halt_handler=True).status == "succeeded"
+    assert StepExecution.objects.get(run=run, kind="halt").status == "succeeded"
 
 
 def test_an_error_while_committing_is_recorded_and_retried(redis_conn, monkeypatch):
-    real_advance = runner.advance
+    real_advance = complete.advance
     calls = {"n": 0}
 
     def flaky_advance(*args, **kwargs):
@@ -50,7 +50,7 @@ def test_an_error_while_committing_is_recorded_and_retried(redis_conn, monkeypat
             raise RuntimeError("database went away")
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "advance", flaky_advance)
+    monkeypatch.setattr(complete, "advance", flaky_advance)
     run = p.ChainPipeline.trigger({"n": 1})
     first = StepExecution.objects.get(run=run)
     assert runner.run_execution(first.pk, 1) == "retrying"

@@ -117,10 +117,10 @@ def test_retries_exhausted_fail_the_run_and_run_the_halt_handler_once(workers, f
     assert not run.context.has("explode-attempt-1")
     assert not StepExecution.objects.filter(run=run, step="AddAgain").exists()
 
-    handler = StepExecution.objects.get(run=run, is_halt_handler=True)
+    handler = StepExecution.objects.get(run=run, kind="halt")
     wait_for(lambda: StepExecution.objects.get(pk=handler.pk).status == StepStatus.SUCCEEDED)
     assert run.context.get("halted_because") == run.error
-    assert StepExecution.objects.filter(run=run, is_halt_handler=True).count() == 1
+    assert StepExecution.objects.filter(run=run, kind="halt").count() == 1
     import django_rq
 
     counter = django_rq.get_connection("pipelines").get(f"test:count:halt-{run.pk}")
