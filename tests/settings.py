@@ -16,6 +16,13 @@ PIPELINES_RETRY_BACKOFF = 0.05
 PIPELINES_RETRY_JITTER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PIPELINES_MAX_EXPAND = 50
+# Recovery on a test's time scale: reclaim a silent step after 3 s, sweep twice a second.
+PIPELINES_HEARTBEAT_INTERVAL = 0.5
+PIPELINES_RECLAIM_AFTER = 3.0
+PIPELINES_REENQUEUE_AFTER = 3.0
+PIPELINES_SWEEP_INTERVAL = 0.5
+PIPELINES_CANCEL_GRACE = 2.0
+PIPELINES_CRASH_BUDGET = 2
 RQ_QUEUES = {
     name: {"URL": os.environ["REDIS_URL"], "SERIALIZER": "rq.serializers.JSONSerializer"}
     for name in ("pipelines", "default", "other")

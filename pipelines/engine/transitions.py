@@ -71,12 +71,14 @@ def step_transition(
     at_attempt: int,
     current: Iterable[StepStatus],
     to: StepStatus,
+    where: dict[str, Any] | None = None,
     **fields: Any,
 ) -> bool:
     """Move an execution to ``to`` if it is still at ``at_attempt`` in one of ``current``.
 
     Returns False when the fence does not hold (a duplicate or stale delivery, or a late
     result from an attempt that was superseded): the caller must then change nothing.
+    ``where`` adds conditions to the fence.
     """
     current = list(current)
     for status in current:

@@ -65,6 +65,19 @@ class _EngineOnly:
             queue.serializer = JSONSerializer
             queue.job_class = PipelineJob
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        # Recovery runs inside every worker: no cron job to remember. The lease makes sure
+        # only one of them sweeps at a time.
+        from pipelines.engine.sweeper import SweeperThread
+
+        sweeper = SweeperThread(holder=f"{self.name}@{self.hostname}")  # type: ignore[attr-defined]
+        sweeper.start()
+        try:
+            return super().work(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            sweeper.stopping.set()
+            sweeper.join(timeout=10)
+
 
 class PipelineWorker(_EngineOnly, Worker):
     """Forks a work horse per job (crash isolation); the default."""

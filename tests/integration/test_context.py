@@ -142,3 +142,30 @@ def test_part_of_the_read_only_input_can_be_stored_and_returned(run):
     assert type(context.get("tags")) is list  # a plain copy, mutable again
     run.context.set("input-copy", run.context.input)
     assert RunContext.objects.get(pk=run.pk).data["input-copy"] == {"n": 1, "tags": ["a"]}
+
+
+def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
+    from pipelines.context import StepContext
+    from pipelines.engine.complete import Outcome, succeed
+    from pipelines.engine.runner import _claim
+
+    run = p.ChainPipeline.trigger({"n": 1})
+    execution = StepExecution.objects.get(run=run)
+    claimed = _claim(execution.pk, 1, "zombie-worker")
+    assert claimed is not None
+    # Meanwhile the execution was handed to a new attempt (as recovery does).
+    StepExecution.objects.filter(pk=execution.pk).update(attempt=2, status="enqueued")
+    context = StepContext(run.pk, run.input)
+    context.set("zombie", True)
+
+    outcome = succeed(claimed, 1, p.ChainPipeline.graph, Outcome({"n": 2}, context), 0)
+
+    assert outcome == "stale"
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempt, execution.output) == ("enqueued", 2, None)
+    assert not ContextWrite.objects.filter(run=run).exists()
+    assert StepExecution.objects.filter(run=run).count() == 1  # no next step
+    # And the old attempt's job, delivered again, is not claimed either.
+    from pipelines.engine.runner import run_execution
+
+    assert run_execution(execution.pk, 1, worker="zombie-worker") == "skipped"

@@ -45,33 +45,6 @@ def test_duplicate_delivery_to_two_workers_runs_the_body_once(workers, finished)
     wait_for(lambda: workers.output().count(job_id(execution.pk, 1)) >= 2, 10, "second pickup")
 
 
-def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
-    from pipelines.context import StepContext
-    from pipelines.engine.complete import Outcome, succeed
-    from pipelines.engine.runner import _claim
-
-    run = p.ChainPipeline.trigger({"n": 1})
-    execution = StepExecution.objects.get(run=run)
-    claimed = _claim(execution.pk, 1, "zombie-worker")
-    assert claimed is not None
-    # Meanwhile the execution was handed to a new attempt (as recovery does).
-    StepExecution.objects.filter(pk=execution.pk).update(attempt=2, status="enqueued")
-    context = StepContext(run.pk, run.input)
-    context.set("zombie", True)
-
-    outcome = succeed(claimed, 1, p.ChainPipeline.graph, Outcome({"n": 2}, context), 0)
-
-    assert outcome == "stale"
-    execution.refresh_from_db()
-    assert (execution.status, execution.attempt, execution.output) == ("enqueued", 2, None)
-    assert not ContextWrite.objects.filter(run=run).exists()
-    assert StepExecution.objects.filter(run=run).count() == 1  # no next step
-    # And the old attempt's job, delivered again, is not claimed either.
-    from pipelines.engine.runner import run_execution
-
-    assert run_execution(execution.pk, 1, worker="zombie-worker") == "skipped"
-
-
 def test_steps_racing_for_the_same_keys_get_one_winner_each(workers, finished):
     run = finished(p.RacePipeline.trigger(None), timeout=60)
 

@@ -1,0 +1,242 @@
+"""Recovery: the database says what must run; the sweeper makes it so.
+
+One pass:
+
+* **dead workers**: a running execution whose heartbeat stopped is reclaimed as a new
+  attempt, until its crash budget is spent, then its run halts with that reason;
+* **lost jobs**: an execution enqueued (or due for retry) a while ago whose job is not
+  queued in Redis (flushed, or Redis was down when the step was enqueued) is enqueued
+  again; a duplicate is harmless, the claim lets only one through;
+* **event timeouts**: a step waiting past its deadline fails;
+* **cancel grace**: a step still running in a cancelled run is stopped.
+
+Every action is fenced like a worker's, so a pass racing a worker (or another pass)
+cannot do anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from pipelines import registry
+from pipelines.conf import get_settings
+from pipelines.engine import lease
+from pipelines.engine.advance import redelivery
+from pipelines.engine.complete import after_final_failure, lock_run
+from pipelines.engine.enqueue import Delivery, enqueue, enqueue_on_commit, get_queue, job_id
+from pipelines.engine.transitions import step_transition
+from pipelines.models import (
+    AttemptStatus,
+    RunStatus,
+    StepAttempt,
+    StepExecution,
+    StepStatus,
+)
+
+logger = logging.getLogger("pipelines.sweeper")
+LEASE = "pipelines-sweeper"
+BATCH = 500
+ALIVE_JOB_STATUSES = {b"queued", b"scheduled", b"deferred"}
+
+
+@dataclass
+class SweepReport:
+    reclaimed: list[int] = field(default_factory=list)
+    crashed_out: list[int] = field(default_factory=list)
+    reenqueued: list[int] = field(default_factory=list)
+    timed_out_waits: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{name.replace('_', ' ')}: {len(ids)}" for name, ids in vars(self).items()]
+        return ", ".join(parts)
+
+
+def sweep() -> SweepReport:
+    report = SweepReport()
+    _reclaim_dead(report)
+    _reenqueue_lost(report)
+    _expire_waits(report)
+    _stop_cancelled(report)
+    return report
+
+
+def _graph(execution: StepExecution) -> Any:
+    try:
+        return registry.get(execution.run.pipeline).graph
+    except Exception:
+        return None
+
+
+def _reclaim_dead(report: SweepReport) -> None:
+    conf = get_settings()
+    cutoff = timezone.now() - timedelta(seconds=conf.reclaim_after)
+    dead = StepExecution.objects.filter(status=StepStatus.RUNNING, heartbeat_at__lt=cutoff)
+    # heartbeat_at is set by the claim, so every running execution has one.
+    for execution in dead.select_related("run").order_by("id")[:BATCH]:
+        with transaction.atomic():
+            run = lock_run(execution.run_id)
+            attempt = execution.attempt
+            crashes = execution.crash_count + 1
+            beat = execution.heartbeat_at or cutoff
+            note = f"worker died: no heartbeat since {beat.isoformat(timespec='seconds')}"
+            out_of_budget = crashes > conf.crash_budget
+            moved = step_transition(
+                execution.pk,
+                at_attempt=attempt,
+                current=[StepStatus.RUNNING],
+                # Still silent now that we hold the lock: a resumed heartbeat wins.
+                where={"heartbeat_at__lt": cutoff},
+                to=StepStatus.FAILED if out_of_budget else StepStatus.ENQUEUED,
+                crash_count=crashes,
+                **(
+                    {"finished_at": timezone.now(), "error": note}
+                    if out_of_budget
+                    else {"attempt": attempt + 1, "enqueued_at": timezone.now(), "error": note}
+                ),
+            )
+            if not moved:
+                continue
+            StepAttempt.objects.filter(execution=execution, number=attempt).update(
+                status=AttemptStatus.CRASHED, finished_at=timezone.now(), error=note
+            )
+            if out_of_budget:
+                reason = (
+                    f"killed its worker {crashes} times (crash budget "
+                    f"PIPELINES_CRASH_BUDGET={conf.crash_budget}); last: {note}"
+                )
+                after_final_failure(run, _graph(execution), execution, reason, attempt)
+                report.crashed_out.append(execution.pk)
+            else:
+                execution.attempt = attempt + 1
+                enqueue_on_commit([redelivery(execution)])
+                report.reclaimed.append(execution.pk)
+
+
+def _job_alive(statuses: dict[str, bytes | None], execution: StepExecution) -> bool:
+    return statuses.get(job_id(execution.pk, execution.attempt)) in ALIVE_JOB_STATUSES
+
+
+def _reenqueue_lost(report: SweepReport) -> None:
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=get_settings().reenqueue_after)
+    candidates = list(
+        StepExecution.objects.filter(
+            Q(status=StepStatus.ENQUEUED, enqueued_at__lt=cutoff)
+            | Q(status=StepStatus.RETRYING, retry_at__lt=cutoff)
+        )
+        .select_related("run")
+        .order_by("id")[:BATCH]
+    )
+    if not candidates:
+        return
+    ids = [job_id(e.pk, e.attempt) for e in candidates]
+    conn = get_queue(get_settings().queue).connection
+    with conn.pipeline() as pipe:
+        for jid in ids:
+            pipe.hget(f"rq:job:{jid}", "status")
+        statuses = dict(zip(ids, pipe.execute(), strict=True))
+    lost = [e for e in candidates if not _job_alive(statuses, e)]
+    deliveries: list[Delivery] = []
+    for execution in lost:
+        # Fenced: only if it is still waiting for this very attempt.
+        if StepExecution.objects.filter(
+            pk=execution.pk, attempt=execution.attempt, status=execution.status
+        ).update(enqueued_at=now):
+            deliveries.append(redelivery(execution))
+            report.reenqueued.append(execution.pk)
+    if deliveries:
+        enqueue(deliveries)
+
+
+def _expire_waits(report: SweepReport) -> None:
+    expired = StepExecution.objects.filter(
+        status=StepStatus.WAITING, event_deadline__lt=timezone.now()
+    ).select_related("run")
+    for execution in expired.order_by("id")[:BATCH]:
+        with transaction.atomic():
+            run = lock_run(execution.run_id)
+            error = f"timed out waiting for event {execution.event_name!r}"
+            if step_transition(
+                execution.pk,
+                at_attempt=execution.attempt,
+                current=[StepStatus.WAITING],
+                to=StepStatus.FAILED,
+                error=error,
+                finished_at=timezone.now(),
+            ):
+                after_final_failure(run, _graph(execution), execution, error, execution.attempt)
+                report.timed_out_waits.append(execution.pk)
+
+
+def _stop_cancelled(report: SweepReport) -> None:
+    grace = timedelta(seconds=get_settings().cancel_grace)
+    overdue = StepExecution.objects.filter(
+        status=StepStatus.RUNNING,
+        run__status=RunStatus.CANCELLED,
+        run__finished_at__lt=timezone.now() - grace,
+    ).select_related("run")
+    for execution in overdue.order_by("id")[:BATCH]:
+        moved = step_transition(
+            execution.pk,
+            at_attempt=execution.attempt,
+            current=[StepStatus.RUNNING],
+            to=StepStatus.CANCELLED,
+            finished_at=timezone.now(),
+            error="stopped: run cancelled",
+        )
+        if not moved:
+            continue
+        StepAttempt.objects.filter(execution=execution, number=execution.attempt).update(
+            status=AttemptStatus.FAILED, finished_at=timezone.now(), error="stopped: run cancelled"
+        )
+        _stop_job(execution)
+        report.stopped.append(execution.pk)
+
+
+def _stop_job(execution: StepExecution) -> None:
+    from rq.command import send_stop_job_command
+
+    try:
+        conn = get_queue(execution.queue).connection
+        send_stop_job_command(conn, job_id(execution.pk, execution.attempt))
+    except Exception:
+        # Not running in RQ any more, or Redis is away: the late result is fenced anyway.
+        logger.info("could not send a stop command for execution %s", execution.pk)
+
+
+class SweeperThread(threading.Thread):
+    """Runs in every worker process; only the lease holder sweeps, so one sweeper acts at
+    a time across all machines, and another takes over when its holder dies."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(name="pipelines-sweeper", daemon=True)
+        self.holder = holder
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = get_settings().sweep_interval
+        try:
+            while not self.stopping.wait(interval):
+                try:
+                    if lease.acquire(LEASE, self.holder, ttl=interval * 3):
+                        report = sweep()
+                        if any(vars(report).values()):
+                            logger.info("sweep: %s", report)
+                except Exception:
+                    logger.exception("sweep failed; trying again in %ss", interval)
+                    close_old_connections()
+        finally:
+            try:
+                lease.release(LEASE, self.holder)
+            except Exception:
+                logger.debug("could not release the sweeper lease", exc_info=True)
+            connection.close()
