@@ -3,7 +3,7 @@
 from pipelines import Pipeline, Step, start
 """
 
-from pipelines.dsl import Route, start
+from pipelines.dsl import Route, WaitForEvent, start
 from pipelines.exceptions import (
     ContextValueError,
     DefinitionError,
@@ -31,5 +31,6 @@ __all__ = [
     "Route",
     "Step",
     "UnknownPipelineError",
+    "WaitForEvent",
     "start",
 ]

@@ -78,7 +78,14 @@ def _worker_env() -> dict[str, str]:
 
 
 class WorkerPool:
-    def __init__(self, count: int, queues: list[str], worker_class: str | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        queues: list[str],
+        worker_class: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.extra_env = extra_env or {}
         self.count = count
         self.queues = queues
         self.worker_class = worker_class
@@ -89,7 +96,7 @@ class WorkerPool:
         import django_rq
         from rq import Worker
 
-        conn = django_rq.get_connection("pipelines")
+        conn = django_rq.get_connection("pipelines")  # the test's own settings point here too
         before = len(Worker.all(connection=conn))
         for i in range(self.count):
             log = tmp / f"worker-{i}.log"
@@ -100,7 +107,7 @@ class WorkerPool:
                 subprocess.Popen(
                     args,
                     cwd=ROOT,
-                    env=_worker_env(),
+                    env={**_worker_env(), **self.extra_env},
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
                 )
@@ -109,13 +116,23 @@ class WorkerPool:
         deadline = time.monotonic() + 60
         while len(Worker.all(connection=conn)) < before + self.count:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"workers did not start:\n{self.output()}")
+                raise RuntimeError(
+                    f"workers did not start ({conn}: {Worker.all(connection=conn)}, "
+                    f"before={before}):\n{self.output()}"
+                )
             if any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"a worker exited at start:\n{self.output()}")
             time.sleep(0.1)
 
     def output(self) -> str:
         return "\n".join(log.read_text(errors="replace")[-3000:] for log in self.logs)
+
+    def add(self, tmp: Path) -> None:
+        """Start one more worker (e.g. after a test killed one)."""
+        extra = WorkerPool(1, self.queues, self.worker_class, self.extra_env)
+        extra.start(tmp)
+        self.procs += extra.procs
+        self.logs += extra.logs
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -275,3 +275,6 @@ class BadRoute(Step):
 
 class BadRoutePipeline(Pipeline):
     definition = start(BadRoute).divert({"a": RouteA}, otherwise=Otherwise).on_halt(RecordHalt)
+
+
+from tests.testapp import fault_pipelines  # noqa: E402,F401 - registers the fault pipelines

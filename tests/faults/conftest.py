@@ -1,0 +1,129 @@
+"""Fault injection with real processes: a private redis-server per module (so a test can
+kill, flush or restart it), rqworker subprocesses on it, and an invariant check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.test import override_settings
+
+from pipelines.models import (
+    ContextWrite,
+    PipelineRun,
+    RunContext,
+    StepAttempt,
+    StepExecution,
+    StepStatus,
+)
+from tests.conftest import WorkerPool
+
+pytestmark = pytest.mark.faults
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed for the fault-injection suite"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture(scope="module")
+def fault_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    workdir = tmp_path_factory.mktemp("faults")
+    server = PrivateRedis(workdir)
+    server.start()
+    os.environ["PIPELINES_FAULT_DIR"] = str(workdir / "marks")
+    queues = {
+        name: {"URL": server.url, "SERIALIZER": "rq.serializers.JSONSerializer"}
+        for name in ("pipelines", "default", "other")
+    }
+    with override_settings(RQ_QUEUES=queues):
+        yield {"redis": server, "dir": workdir}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_workers(
+    fault_env: dict[str, object], django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerPool]:
+    server = fault_env["redis"]
+    assert isinstance(server, PrivateRedis)
+    pool = WorkerPool(2, ["pipelines"], extra_env={"REDIS_URL": server.url})
+    pool.start(tmp_path_factory.mktemp("fault-workers"))
+    yield pool
+    pool.stop()
+
+
+def assert_invariants(*runs: PipelineRun, allow_waiting: bool = False) -> None:
+    """What must hold after any fault: every run terminal, at most one succeeded attempt
+    per step execution, every context key written once (unless overwritten) and its stored
+    value the recorded winner's, nothing left enqueued or running."""
+    for run in runs:
+        run.refresh_from_db()
+        assert run.is_finished or (allow_waiting and run.status == "waiting"), (
+            run.pk,
+            run.status,
+        )
+        executions = StepExecution.objects.filter(run=run)
+        for execution in executions:
+            succeeded = StepAttempt.objects.filter(execution=execution, status="succeeded")
+            assert succeeded.count() <= 1, (execution.node, list(succeeded))
+        stuck = executions.filter(status__in=[StepStatus.ENQUEUED, StepStatus.RUNNING])
+        stuck = stuck.exclude(kind="step", run__status="waiting") if allow_waiting else stuck
+        assert not stuck.exists(), list(stuck.values_list("node", "status"))
+        data = RunContext.objects.get(pk=run.pk).data
+        for key, value in data.items():
+            writes = ContextWrite.objects.filter(run=run, key=key).order_by("id")
+            assert writes.filter(overwrite=False).count() == 1, (key, list(writes))
+            assert writes.last().value == value, key
+        assert set(ContextWrite.objects.filter(run=run).values_list("key", flat=True)) == set(data)

@@ -1,0 +1,185 @@
+"""Pipelines for the fault-injection suite. Steps report through files in
+``PIPELINES_FAULT_DIR`` (Redis may be flushed or down mid-test)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, transaction
+
+from pipelines import Pipeline, Step, WaitForEvent, start
+
+
+def fault_dir() -> Path:
+    path = Path(os.environ.get("PIPELINES_FAULT_DIR", "/tmp/pipelines-faults"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mark(run_id: int, event: str, **fields: Any) -> None:
+    """Append one line to the run's log; O_APPEND keeps lines whole across processes."""
+    details = " ".join(f"{k}={v}" for k, v in fields.items())
+    with (fault_dir() / f"run-{run_id}.log").open("a") as log:
+        log.write(f"{event} pid={os.getpid()} {details}\n")
+
+
+def marks(run_id: int, event: str) -> list[dict[str, str]]:
+    path = fault_dir() / f"run-{run_id}.log"
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        name, *pairs = line.split()
+        if name == event:
+            found.append(dict(pair.split("=", 1) for pair in pairs))
+    return found
+
+
+class Prepare(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.context.set("prepared", True)
+        return payload
+
+
+class Victim(Step):
+    """Reports its pid (and database backend pid), then holds on its first attempt so the
+    test can kill, stop or disconnect it."""
+
+    retries = 2
+    retry_backoff = 0.1
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            backend = -1
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
+        mark(self.run.id, "victim-start", attempt=self.attempt, backend=backend)
+        self.context.set("victim_attempt", self.attempt)
+        if self.attempt == 1:
+            time.sleep(payload.get("hold", 0))
+        mark(self.run.id, "victim-end", attempt=self.attempt)
+        return {"victim_attempt": self.attempt}
+
+
+class Finish(Step):
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        mark(self.run.id, "finish")
+        self.context.set("finished", True)
+        return payload
+
+
+class VictimPipeline(Pipeline):
+    definition = start(Prepare).chain(Victim).chain(Finish)
+
+
+class CommitThenDie(Step):
+    """Dies right after its success commits, before the next step is enqueued."""
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        mark(self.run.id, "commit-then-die", attempt=self.attempt)
+        self.context.set("written_once", self.attempt)
+        from pipelines.engine import complete
+
+        def die_after_commit(deliveries: Any) -> None:
+            transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+
+        complete.enqueue_on_commit = die_after_commit  # this work horse only
+        return {"ok": True}
+
+
+class CommitThenDiePipeline(Pipeline):
+    definition = start(Prepare).chain(CommitThenDie).chain(Finish)
+
+
+class SelfKiller(Step):
+    def execute(self, payload: Any) -> None:
+        mark(self.run.id, "self-kill", attempt=self.attempt)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SelfKillerPipeline(Pipeline):
+    definition = start(Prepare).chain(SelfKiller).chain(Finish)
+
+
+class Sleepy(Step):
+    timeout = 1
+    retries = 1
+    retry_backoff = 0
+
+    def execute(self, payload: Any) -> None:
+        mark(self.run.id, "sleepy", attempt=self.attempt)
+        time.sleep(5)
+
+
+class TimeoutPipeline(Pipeline):
+    definition = start(Prepare).chain(Sleepy)
+
+
+class Book(Step):
+    def execute(self, payload: Any) -> dict[str, str]:
+        self.context.set("booking", "B-1")
+        return {"booking": "B-1"}
+
+    def compensate(self, output: dict[str, str]) -> None:
+        mark(self.run.id, "compensate", step="Book", booking=output["booking"])
+        self.context.set("booking_cancelled", output["booking"])
+
+
+class Pay(Step):
+    def execute(self, payload: Any) -> dict[str, str]:
+        return {"payment": "P-1"}
+
+    def compensate(self, output: dict[str, str]) -> None:
+        mark(self.run.id, "compensate", step="Pay", payment=output["payment"])
+        time.sleep(0.3)  # a refund takes a moment; Book must wait for it
+
+
+class LongWork(Step):
+    def execute(self, payload: Any) -> None:
+        mark(self.run.id, "long-work")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.cancelled:
+                mark(self.run.id, "saw-cancel")
+                return None
+            time.sleep(0.1)
+        return None
+
+
+class Stubborn(Step):
+    def execute(self, payload: Any) -> None:
+        mark(self.run.id, "stubborn")
+        time.sleep(60)  # ignores self.cancelled: must be stopped after the grace period
+
+
+class Ship(Step):
+    def execute(self, payload: Any) -> None:
+        mark(self.run.id, "ship")
+
+
+class CancelPipeline(Pipeline):
+    definition = start(Book).chain(Pay).chain(LongWork).chain(Ship)
+
+
+class StubbornCancelPipeline(Pipeline):
+    definition = start(Book).chain(Stubborn).chain(Ship)
+
+
+class AwaitApproval(Step):
+    def execute(self, payload: dict[str, Any]) -> WaitForEvent:
+        self.context.set("requested", True)
+        return WaitForEvent("approved", timeout=payload.get("timeout"))
+
+
+class Apply(Step):
+    def execute(self, approval: dict[str, Any]) -> dict[str, Any]:
+        return {"applied_by": approval["by"]}
+
+
+class ApprovalPipeline(Pipeline):
+    definition = start(Prepare).chain(AwaitApproval).chain(Apply)
