@@ -125,5 +125,7 @@ def assert_invariants(*runs: PipelineRun, allow_waiting: bool = False) -> None:
         for key, value in data.items():
             writes = ContextWrite.objects.filter(run=run, key=key).order_by("id")
             assert writes.filter(overwrite=False).count() == 1, (key, list(writes))
-            assert writes.last().value == value, key
+            last = writes.last()
+            assert last is not None
+            assert last.value == value, key
         assert set(ContextWrite.objects.filter(run=run).values_list("key", flat=True)) == set(data)
