@@ -7,8 +7,13 @@ is refused, not run.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
+from uuid import uuid4
 
+import redis
 from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -55,13 +60,26 @@ class PipelineJob(Job):
         return super()._execute()
 
 
+logger = logging.getLogger("pipelines.worker")
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 class _EngineOnly:
+    # Provided by the RQ worker class this is mixed into.
+    name: str
+    hostname: str | None
+    key: str
+    connection: Any
+    queues: list[Any]
+    _stop_requested: bool
+    register_birth: Callable[[], None]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker passes its default (pickle) serializer explicitly.
         kwargs["serializer"] = JSONSerializer
         kwargs["job_class"] = PipelineJob
         super().__init__(*args, **kwargs)
-        for queue in self.queues:  # type: ignore[attr-defined]
+        for queue in self.queues:
             queue.serializer = JSONSerializer
             queue.job_class = PipelineJob
 
@@ -70,13 +88,62 @@ class _EngineOnly:
         # only one of them sweeps at a time.
         from pipelines.engine.sweeper import SweeperThread
 
-        sweeper = SweeperThread(holder=f"{self.name}@{self.hostname}")  # type: ignore[attr-defined]
+        sweeper = SweeperThread(holder=f"{self.name}@{self.hostname}")
         sweeper.start()
         try:
-            return super().work(*args, **kwargs)  # type: ignore[misc]
+            while True:
+                try:
+                    return super().work(*args, **kwargs)  # type: ignore[misc]
+                except REDIS_ERRORS as exc:
+                    if self._stop_requested:
+                        raise
+                    # Registering (or unregistering) failed: start over under a new name,
+                    # since a restarted Redis may still hold the old one.
+                    logger.warning("lost Redis while starting or stopping (%s)", exc)
+                    self._wait_for_redis()
+                    self.name = uuid4().hex
         finally:
             sweeper.stopping.set()
             sweeper.join(timeout=10)
+
+    def _wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+            except REDIS_ERRORS:
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            try:
+                if not self.connection.exists(self.key):
+                    self.register_birth()  # Redis restarted empty
+            except Exception:
+                logger.debug("could not re-register the worker", exc_info=True)
+            logger.warning("Redis is back")
+            return
+
+    def _survive_redis(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # RQ's loop quits on any Redis error. A pipeline worker waits for Redis to come back
+        # instead: the database still says what must run, and the sweeper restores lost jobs.
+        try:
+            return method(*args, **kwargs)
+        except REDIS_ERRORS as exc:
+            logger.warning("lost Redis in %s (%s); waiting for it", method.__name__, exc)
+            self._wait_for_redis()
+            return None
+
+    def execute_job(self, *args: Any, **kwargs: Any) -> Any:
+        return self._survive_redis(super().execute_job, *args, **kwargs)  # type: ignore[misc]
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        return self._survive_redis(super().heartbeat, *args, **kwargs)  # type: ignore[misc]
+
+    def check_for_suspension(self, *args: Any, **kwargs: Any) -> Any:
+        return self._survive_redis(super().check_for_suspension, *args, **kwargs)  # type: ignore[misc]
+
+    def run_maintenance_tasks(self, *args: Any, **kwargs: Any) -> Any:
+        return self._survive_redis(super().run_maintenance_tasks, *args, **kwargs)  # type: ignore[misc]
 
 
 class PipelineWorker(_EngineOnly, Worker):

@@ -183,3 +183,42 @@ class Apply(Step):
 
 class ApprovalPipeline(Pipeline):
     definition = start(Prepare).chain(AwaitApproval).chain(Apply)
+
+
+class Fan(Step):
+    def execute(self, payload: dict[str, Any]) -> list[int]:
+        return list(range(payload["count"]))
+
+
+class SlowItem(Step):
+    def execute(self, item: int) -> int:
+        mark(self.run.id, "item", item=item, attempt=self.attempt)
+        time.sleep(0.4)
+        return item * 10
+
+
+class Collect(Step):
+    def execute(self, outputs: list[int]) -> list[int]:
+        self.context.set("collected", len(outputs))
+        return outputs
+
+
+class FanoutPipeline(Pipeline):
+    definition = start(Fan).expand(SlowItem).collapse(Collect)
+
+
+class Gate(Step):
+    """Fails until the test opens the gate (a file): for resuming failed runs."""
+
+    retries = 0
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        mark(self.run.id, "gate", attempt=self.attempt)
+        if not (fault_dir() / f"gate-{self.run.id}").exists():
+            raise RuntimeError("gate closed")
+        self.context.set("gate_passed_on", self.attempt)
+        return payload
+
+
+class GatePipeline(Pipeline):
+    definition = start(Prepare).chain(Gate).chain(Finish)
