@@ -66,6 +66,19 @@ def context(run_id: str) -> dict[str, Any]:
     }
 
 
+def trigger(pipeline: str, key: str, start_at: str) -> dict[str, Any]:
+    """Trigger ``pipeline`` with an idempotency key at the same instant as the others."""
+    from pipelines import registry
+
+    cls = registry.get(pipeline)
+    from django.db import connection
+
+    connection.ensure_connection()
+    time.sleep(max(0.0, float(start_at) - time.time()))
+    run = cls.trigger({"hold": 0}, idempotency_key=key)
+    return {"run_id": run.pk}
+
+
 def bad_values() -> dict[str, Any]:
     """Try every bad value through every entry point; report errors and what was written."""
     import datetime
@@ -134,6 +147,7 @@ if __name__ == "__main__":
         "create_run": create_run,
         "race": race,
         "context": context,
+        "trigger": trigger,
         "bad_values": bad_values,
     }
     print(json.dumps(modes[mode](*args)))
