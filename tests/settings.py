@@ -33,4 +33,5 @@ if os.environ.get("PIPELINES_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["PIPELINES_TEST_DB_NAME"]  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not :memory:, so that worker processes share the test database.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405

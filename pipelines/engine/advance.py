@@ -60,7 +60,7 @@ def delivery(execution: StepExecution, graph: Graph) -> Delivery:
     return Delivery(execution.pk, execution.attempt, execution.queue, step.job_timeout())
 
 
-def redelivery(execution: StepExecution) -> Delivery:
+def redelivery(execution: StepExecution, *, at_front: bool = False) -> Delivery:
     """The job for an execution whose step class may no longer be in the graph."""
     from pipelines import registry
 
@@ -68,7 +68,7 @@ def redelivery(execution: StepExecution) -> Delivery:
         timeout = registry.get(execution.run.pipeline).graph.node(execution.node).step.job_timeout()
     except Exception:
         timeout = get_settings().step_timeout + 60
-    return Delivery(execution.pk, execution.attempt, execution.queue, timeout)
+    return Delivery(execution.pk, execution.attempt, execution.queue, timeout, at_front=at_front)
 
 
 def _open_barrier(

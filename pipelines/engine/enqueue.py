@@ -24,6 +24,8 @@ class Delivery:
     queue: str
     timeout: int
     delay: float = 0.0
+    # Recovered work (a reclaimed or lost job) goes ahead of the backlog: it has waited.
+    at_front: bool = False
 
 
 def job_id(execution_id: int, attempt: int) -> str:
@@ -54,7 +56,9 @@ def enqueue(deliveries: Iterable[Delivery]) -> None:
     for name, items in by_queue.items():
         queue = get_queue(name)
         now = [
-            Queue.prepare_data(ENGINE_FUNCTION, timeout=d.timeout, **_job_options(d))
+            Queue.prepare_data(
+                ENGINE_FUNCTION, timeout=d.timeout, at_front=d.at_front, **_job_options(d)
+            )
             for d in items
             if d.delay <= 0
         ]

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
@@ -42,7 +49,6 @@ from pipelines.models import (
 )
 
 logger = logging.getLogger("pipelines.sweeper")
-LEASE = "pipelines-sweeper"
 BATCH = 500
 ALIVE_JOB_STATUSES = {b"queued", b"scheduled", b"deferred"}
 
@@ -117,7 +123,7 @@ def _reclaim_dead(report: SweepReport) -> None:
                 report.crashed_out.append(execution.pk)
             else:
                 execution.attempt = attempt + 1
-                enqueue_on_commit([redelivery(execution)])
+                enqueue_on_commit([redelivery(execution, at_front=True)])
                 report.reclaimed.append(execution.pk)
 
 
@@ -151,7 +157,7 @@ def _reenqueue_lost(report: SweepReport) -> None:
         if StepExecution.objects.filter(
             pk=execution.pk, attempt=execution.attempt, status=execution.status
         ).update(enqueued_at=now):
-            deliveries.append(redelivery(execution))
+            deliveries.append(redelivery(execution, at_front=True))
             report.reenqueued.append(execution.pk)
     if deliveries:
         enqueue(deliveries)
@@ -220,23 +226,40 @@ class SweeperThread(threading.Thread):
     def __init__(self, holder: str) -> None:
         super().__init__(name="pipelines-sweeper", daemon=True)
         self.holder = holder
+        self.lock = lease.SweeperLock(holder, ttl=get_settings().sweep_interval * 3)
         self.stopping = threading.Event()
+
+    def _pass(self, interval: float) -> None:
+        for retry in (False, True):
+            try:
+                if self.lock.acquire():
+                    report = sweep()
+                    if any(vars(report).values()):
+                        logger.info("sweep: %s", report)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                # A dropped database connection: reconnect and go again at once rather than
+                # an interval later, since recovery time is what this thread is for.
+                connection.close()
+                if retry:
+                    logger.warning("sweep failed twice on the database: %s", exc)
+            except Exception:
+                logger.exception("sweep failed; trying again in %ss", interval)
+                close_old_connections()
+                return
 
     def run(self) -> None:
         interval = get_settings().sweep_interval
         try:
-            while not self.stopping.wait(interval):
-                try:
-                    if lease.acquire(LEASE, self.holder, ttl=interval * 3):
-                        report = sweep()
-                        if any(vars(report).values()):
-                            logger.info("sweep: %s", report)
-                except Exception:
-                    logger.exception("sweep failed; trying again in %ss", interval)
-                    close_old_connections()
+            next_pass = time.monotonic() + interval
+            # Passes start every interval (not an interval after the last one ended), so a
+            # slow pass does not push recovery past reclaim time plus one sweep.
+            while not self.stopping.wait(max(0.0, next_pass - time.monotonic())):
+                next_pass += interval
+                self._pass(interval)
         finally:
             try:
-                lease.release(LEASE, self.holder)
+                self.lock.release()
             except Exception:
                 logger.debug("could not release the sweeper lease", exc_info=True)
             connection.close()

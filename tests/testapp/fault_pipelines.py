@@ -222,3 +222,40 @@ class Gate(Step):
 
 class GatePipeline(Pipeline):
     definition = start(Prepare).chain(Gate).chain(Finish)
+
+
+class SoakStep(Step):
+    """One of five chained steps: writes a context key, works a little, logs its body run."""
+
+    retries = 5
+    retry_backoff = 0.2
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        mark(self.run.id, "body", step=type(self).__name__, attempt=self.attempt)
+        self.context.set(type(self).__name__, self.attempt)
+        time.sleep(payload["work"])
+        return payload
+
+
+class Soak1(SoakStep):
+    pass
+
+
+class Soak2(SoakStep):
+    pass
+
+
+class Soak3(SoakStep):
+    pass
+
+
+class Soak4(SoakStep):
+    pass
+
+
+class Soak5(SoakStep):
+    pass
+
+
+class SoakPipeline(Pipeline):
+    definition = start(Soak1).chain(Soak2).chain(Soak3).chain(Soak4).chain(Soak5)

@@ -1,0 +1,279 @@
+"""Soak: many runs on several workers while workers are killed, Redis is flushed and
+database connections are terminated at random. Prints what matters for durability.
+
+    python bench/soak.py --runs 100 --workers 3 --chaos-every 2
+
+Needs PostgreSQL (``SOAK_DATABASE_URL``, default postgres://postgres@127.0.0.1/...) and the
+``redis-server`` binary; it creates and drops its own database and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from tempfile import mkdtemp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--work", type=float, default=0.2, help="seconds each step works")
+    parser.add_argument("--chaos-every", type=float, default=2.0, help="seconds between faults")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tmp = Path(mkdtemp(prefix="pipelines-soak-"))
+        base = os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+        self.db_name = f"pipelines_soak_{os.getpid()}"
+        self.admin_url = base
+        self.db_url = base.rsplit("/", 1)[0] + "/" + self.db_name
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.kills: list[tuple[str, float]] = []  # (worker name, unix time)
+        self.faults: Counter[str] = Counter()
+        self.counter = 0
+
+    def env(self) -> dict[str, str]:
+        return dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="bench.soak_settings",
+            DATABASE_URL=self.db_url,
+            REDIS_URL=self.redis.url,
+            PIPELINES_FAULT_DIR=str(self.tmp / "marks"),
+            PYTHONPATH=str(ROOT),
+        )
+
+    def setup(self) -> None:
+        import psycopg
+
+        from tests.helpers.redis_server import PrivateRedis
+
+        with psycopg.connect(
+            self.admin_url.replace("postgres://", "postgresql://"), autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}"')
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        self.redis = PrivateRedis(self.tmp)
+        self.redis.start()
+        os.environ.update(self.env())
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env(), check=True
+        )
+        import django
+
+        django.setup()
+        for _ in range(self.args.workers):
+            self.start_worker()
+
+    def start_worker(self) -> None:
+        self.counter += 1
+        name = f"soak-w{self.counter}"
+        log = (self.tmp / f"{name}.log").open("wb")
+        self.workers[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "rqworker",
+                "pipelines",
+                "--with-scheduler",
+                "--name",
+                name,
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def chaos(self) -> None:
+        fault = self.rng.choice(["kill_worker", "kill_worker", "flush_redis", "terminate_db"])
+        self.faults[fault] += 1
+        if fault == "kill_worker":
+            name = self.rng.choice(sorted(self.workers))
+            proc = self.workers.pop(name)
+            # The whole worker: the parent and its work horse, as if the machine died.
+            children = subprocess.run(
+                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+            )
+            for pid in [proc.pid, *map(int, children.stdout.split())]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+            self.kills.append((name, time.time()))
+            self.start_worker()
+        elif fault == "flush_redis":
+            self.redis.client().flushall()
+        else:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [self.db_name],
+                )
+
+    def run(self) -> dict[str, object]:
+        from pipelines.models import PipelineRun
+        from tests.testapp.fault_pipelines import SoakPipeline
+
+        started = time.time()
+        ids = [SoakPipeline.trigger({"work": self.args.work}).pk for _ in range(self.args.runs)]
+        next_fault = time.time() + self.args.chaos_every
+        chaos_until = None
+        while time.time() - started < self.args.timeout:
+            pending = PipelineRun.objects.filter(pk__in=ids, status__in=["pending", "running"])
+            remaining = pending.count()
+            if remaining == 0:
+                break
+            # Stop injecting faults when few runs remain, so the tail shows recovery.
+            if remaining > self.args.runs * 0.1 and time.time() >= next_fault:
+                self.chaos()
+                chaos_until = time.time()
+                next_fault = time.time() + self.args.chaos_every
+            time.sleep(0.2)
+        return self.measure(ids, time.time() - started, chaos_until)
+
+    def measure(
+        self, ids: list[int], elapsed: float, chaos_until: float | None
+    ) -> dict[str, object]:
+        from django.db.models import Count
+
+        from pipelines.models import ContextWrite, PipelineRun, StepAttempt
+        from tests.testapp.fault_pipelines import marks
+
+        runs = PipelineRun.objects.filter(pk__in=ids)
+        lost = runs.exclude(status="succeeded").count()
+        duplicated = (
+            ContextWrite.objects.filter(run__in=runs, overwrite=False)
+            .values("run_id", "key")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count()
+        )
+        double = (
+            StepAttempt.objects.filter(execution__run__in=runs, status="succeeded")
+            .values("execution_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count()
+        )
+        bodies: Counter[tuple[int, str]] = Counter()
+        for run_id in ids:
+            for body in marks(run_id, "body"):
+                bodies[(run_id, body["step"])] += 1
+        reexecuted = sum(1 for n in bodies.values() if n > 1)
+        # Recovery: from the kill to the execution being reclaimed (runnable again, as a new
+        # attempt); restart adds the wait for a free worker to pick it up.
+        latencies, restarts = [], []
+        for name, killed_at in self.kills:
+            when = datetime.fromtimestamp(killed_at).astimezone()
+            crashed_here = StepAttempt.objects.filter(
+                worker=name, status="crashed", started_at__lt=when
+            )
+            for crashed in crashed_here:
+                assert crashed.finished_at is not None  # set when the attempt is reclaimed
+                latencies.append((crashed.finished_at - when).total_seconds())
+                following = StepAttempt.objects.filter(
+                    execution_id=crashed.execution_id, number=crashed.number + 1
+                ).first()
+                if following:
+                    restarts.append((following.started_at - when).total_seconds())
+        return {
+            "runs": len(ids),
+            "steps": len(ids) * 5,
+            "elapsed_s": round(elapsed, 1),
+            "faults": dict(self.faults),
+            "runs_lost": lost,
+            "duplicated_context_writes": duplicated,
+            "steps_with_2plus_successes": double,
+            "step_bodies_reexecuted": reexecuted,
+            "reclaims_measured": len(latencies),
+            "recovery_all_s": sorted(round(x, 2) for x in latencies),
+            "recovery_p50_s": round(percentile(latencies, 0.5), 2),
+            "recovery_p99_s": round(percentile(latencies, 0.99), 2),
+            "restart_p50_s": round(percentile(restarts, 0.5), 2),
+            "restart_p99_s": round(percentile(restarts, 0.99), 2),
+        }
+
+    def teardown(self) -> None:
+        import psycopg
+        from django.db import connection
+
+        for proc in self.workers.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.workers.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        connection.close()
+        self.redis.stop()
+        with psycopg.connect(
+            self.admin_url.replace("postgres://", "postgresql://"), autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+
+def main() -> None:
+    args = parse()
+    soak = Soak(args)
+    soak.setup()
+    try:
+        result = soak.run()
+    finally:
+        soak.teardown()
+    from django.conf import settings
+
+    budget = settings.PIPELINES_RECLAIM_AFTER + settings.PIPELINES_SWEEP_INTERVAL
+    print(
+        f"soak: {args.runs} runs x 5 steps on {args.workers} workers, a fault every "
+        f"{args.chaos_every}s (reclaim after {settings.PIPELINES_RECLAIM_AFTER}s, sweep every "
+        f"{settings.PIPELINES_SWEEP_INTERVAL}s)"
+    )
+    for key, value in result.items():
+        print(f"  {key:<28} {value}")
+    target = (
+        "met"
+        if (
+            result["runs_lost"] == 0
+            and result["duplicated_context_writes"] == 0
+            and result["steps_with_2plus_successes"] == 0
+            and (not result["reclaims_measured"] or result["recovery_p99_s"] < budget)  # type: ignore[operator]
+        )
+        else "MISSED"
+    )
+    print(
+        f"  targets (0 lost, 0 duplicated, 0 double successes, recovery p99 < {budget:.1f}s): "
+        f"{target}"
+    )
+    sys.exit(0 if target == "met" else 1)
+
+
+if __name__ == "__main__":
+    main()
