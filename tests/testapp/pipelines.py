@@ -278,3 +278,32 @@ class BadRoutePipeline(Pipeline):
 
 
 from tests.testapp import fault_pipelines  # noqa: E402,F401 - registers the fault pipelines
+
+
+class Reserve(Step):
+    def execute(self, payload: Any) -> dict[str, str]:
+        return {"reservation": "R-1"}
+
+    def compensate(self, output: dict[str, str]) -> None:
+        self.context.set("released", output["reservation"])
+
+
+class Charge(Step):
+    retries = 0
+
+    def execute(self, payload: Any) -> dict[str, str]:
+        return {"charge": "C-1"}
+
+    def compensate(self, output: dict[str, str]) -> None:
+        raise RuntimeError(f"refund of {output['charge']} bounced")
+
+
+class Explodes(Step):
+    retries = 0
+
+    def execute(self, payload: Any) -> None:
+        raise ValueError("out of stock")
+
+
+class SagaPipeline(Pipeline):
+    definition = start(Reserve).chain(Charge).chain(Explodes).on_halt(RecordHalt)
