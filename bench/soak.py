@@ -265,9 +265,8 @@ def main() -> None:
     )
     p99 = result["recovery_p99_s"]
     fast = not result["reclaims_measured"] or p99 < budget  # type: ignore[operator]
-    print(
-        f"  correctness (0 lost, 0 duplicated, 0 double successes): {'met' if correct else 'MISSED'}"
-    )
+    verdict = "met" if correct else "MISSED"
+    print(f"  correctness (0 lost, 0 duplicated, 0 double successes): {verdict}")
     print(
         f"  recovery p99 < {budget:.1f}s (reclaim after + one sweep): {'met' if fast else 'missed'}"
     )
