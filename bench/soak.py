@@ -108,6 +108,7 @@ class Soak:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: horse and scheduler die with it
         )
 
     def chaos(self) -> None:
@@ -116,13 +117,16 @@ class Soak:
         if fault == "kill_worker":
             name = self.rng.choice(sorted(self.workers))
             proc = self.workers.pop(name)
-            # The whole worker: the parent and its work horse, as if the machine died.
+            # The whole worker, as if the machine died: its children (work horse, RQ's
+            # scheduler), then its process group.
             children = subprocess.run(
                 ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
             )
-            for pid in [proc.pid, *map(int, children.stdout.split())]:
+            for pid in map(int, children.stdout.split()):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             self.kills.append((name, time.time()))
             self.start_worker()
@@ -232,6 +236,8 @@ class Soak:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         connection.close()
         self.redis.stop()
         with psycopg.connect(

@@ -6,6 +6,7 @@ them are skipped with a reason, and pure unit tests still run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -110,6 +111,9 @@ class WorkerPool:
                     env={**_worker_env(), **self.extra_env},
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
+                    # Its own process group: the work horse and RQ's scheduler process go
+                    # down with it instead of outliving the tests.
+                    start_new_session=True,
                 )
             )
             self.logs.append(log)
@@ -144,6 +148,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
 
 
 @pytest.fixture(scope="module")

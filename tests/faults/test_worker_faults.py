@@ -53,8 +53,8 @@ def test_sigkill_of_the_whole_worker_mid_step_is_reclaimed_by_another(
     run = f.VictimPipeline.trigger({"hold": 60})
     horse = int(started(run)[0]["pid"])
     parent = next(p for p in fault_workers.procs if p.poll() is None and _is_parent(p.pid, horse))
-    os.kill(parent.pid, signal.SIGKILL)
-    os.kill(horse, signal.SIGKILL)
+    os.killpg(parent.pid, signal.SIGKILL)  # the worker, its scheduler, ...
+    os.kill(horse, signal.SIGKILL)  # ... and its work horse: the machine is gone
     parent.wait()
 
     run = finished(run, timeout=60)
