@@ -297,6 +297,8 @@ def _compile(flow: Flow, graph: Graph, pipeline: str) -> tuple[str, list[str]]:
         elif op.kind in ("divide", "expand"):
             join_op = ops[i + 1]  # the builder guarantees combine/collapse follows
             entries = [_compile(branch, graph, pipeline)[0] for branch in op.branches]
+            for entry_id in entries:
+                graph.nodes[entry_id].label = "branch" if op.kind == "divide" else "each"
             join_id = graph.add(join_op.step, join_op.kind)
             if op.kind == "divide":
                 link(Divide(tuple(entries), join_id))
@@ -308,10 +310,12 @@ def _compile(flow: Flow, graph: Graph, pipeline: str) -> tuple[str, list[str]]:
             routes, route_exits = [], []
             for key, branch in op.routes:
                 branch_entry, branch_exits = _compile(branch, graph, pipeline)
+                graph.nodes[branch_entry].label = "route"
                 routes.append((key, branch_entry))
                 route_exits += branch_exits
             assert op.otherwise is not None
             other_entry, other_exits = _compile(op.otherwise, graph, pipeline)
+            graph.nodes[other_entry].label = "otherwise"
             link(Divert(tuple(routes), other_entry))
             exits = route_exits + other_exits
             if i + 1 < len(ops) and ops[i + 1].kind == "converge":

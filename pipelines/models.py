@@ -74,6 +74,12 @@ class PipelineRun(models.Model):
             )
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="pipelines_run_status_idx")]
+        permissions = [
+            ("cancel_run", "Can cancel pipeline runs"),
+            ("retry_run", "Can retry (resume) failed pipeline runs"),
+            ("rerun_run", "Can re-run pipeline runs with the same input"),
+            ("send_event", "Can send events to waiting pipeline runs"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.pipeline} run {self.pk} ({self.status})"

@@ -1,17 +1,73 @@
-"""Reads for commands, the admin and the dashboard. Each is a fixed number of queries."""
+"""Reads for commands, the admin and the dashboard. Each is a fixed number of queries,
+whatever the size of the run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
-from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
+from pipelines.masking import mask_entry
+from pipelines.models import (
+    ContextWrite,
+    PipelineRun,
+    RunContext,
+    StepAttempt,
+    StepExecution,
+    StepStatus,
+)
+
+STEPS_PER_PAGE = 50
+KEYS_PER_PAGE = 100
 
 
 def run_get(*, run_id: int) -> PipelineRun:
     return PipelineRun.objects.get(pk=run_id)
+
+
+def runs_with_progress(queryset: QuerySet[PipelineRun]) -> QuerySet[PipelineRun]:
+    """Annotate steps done / created so far, in the same query as the runs."""
+    return queryset.annotate(
+        steps_total=Count("steps", filter=Q(steps__kind="step")),
+        steps_done=Count("steps", filter=Q(steps__kind="step", steps__status=StepStatus.SUCCEEDED)),
+    )
+
+
+def runs_list(
+    *,
+    pipeline: str = "",
+    status: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: str = "",
+) -> QuerySet[PipelineRun]:
+    """Runs, newest first, filtered. ``q`` is a run id, an idempotency key, or a context
+    ``key=value`` (the value compared as text, e.g. ``customer_id=7``)."""
+    runs = PipelineRun.objects.all()
+    if pipeline:
+        runs = runs.filter(pipeline=pipeline)
+    if status:
+        runs = runs.filter(status=status)
+    if since:
+        runs = runs.filter(created_at__gte=since)
+    if until:
+        runs = runs.filter(created_at__lt=until)
+    q = q.strip()
+    if q:
+        if "=" in q:
+            key, _, value = q.partition("=")
+            runs = runs.annotate(
+                _searched=KeyTextTransform(key.strip(), "context_row__data")
+            ).filter(_searched=value.strip())
+        elif q.isdigit():
+            runs = runs.filter(Q(pk=int(q)) | Q(idempotency_key=q))
+        else:
+            runs = runs.filter(idempotency_key__icontains=q)
+    return runs_with_progress(runs).order_by("-created_at", "-id")
 
 
 def run_steps(*, run_id: int) -> QuerySet[StepExecution]:
@@ -21,6 +77,24 @@ def run_steps(*, run_id: int) -> QuerySet[StepExecution]:
     )
 
 
+def run_steps_page(*, run_id: int, page: int | str | None) -> Page:
+    return Paginator(run_steps(run_id=run_id).order_by("id"), STEPS_PER_PAGE).get_page(page)
+
+
+def run_node_counts(*, run_id: int) -> dict[str, dict[str, int]]:
+    """{node: {status: count}} for the graph, in one grouped query."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = (
+        StepExecution.objects.filter(run_id=run_id, kind="step")
+        .values_list("node", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for node, status, n in rows:
+        counts.setdefault(node, {})[status] = n
+    return counts
+
+
 def run_context_history(*, run_id: int) -> QuerySet[ContextWrite]:
     return ContextWrite.objects.filter(run_id=run_id).order_by("id")
 
@@ -28,18 +102,60 @@ def run_context_history(*, run_id: int) -> QuerySet[ContextWrite]:
 @dataclass(frozen=True)
 class ContextEntry:
     key: str
-    value: Any
+    value: Any  # masked when the key looks secret
     writer: str
-    overwritten: int  # how many earlier values this key had
+    earlier: list[Any]  # overwritten values, oldest first (masked alike)
 
 
 def run_context_entries(*, run_id: int) -> list[ContextEntry]:
-    """Each key's current value and who wrote it, from the history (one query)."""
-    latest: dict[str, ContextWrite] = {}
-    counts: dict[str, int] = {}
-    for write in run_context_history(run_id=run_id):
-        latest[write.key] = write
-        counts[write.key] = counts.get(write.key, 0) + 1
+    """Each key's current value and who wrote it (one query). For commands and small
+    runs; the dashboard pages with :func:`run_context_page`."""
+    return _entries(list(run_context_history(run_id=run_id)))
+
+
+def _entries(writes: list[ContextWrite]) -> list[ContextEntry]:
+    by_key: dict[str, list[ContextWrite]] = {}
+    for write in writes:
+        by_key.setdefault(write.key, []).append(write)
     return [
-        ContextEntry(key, w.value, w.writer(), counts[key] - 1) for key, w in sorted(latest.items())
+        ContextEntry(
+            key,
+            mask_entry(key, history[-1].value),
+            history[-1].writer(),
+            [mask_entry(key, w.value) for w in history[:-1]],
+        )
+        for key, history in sorted(by_key.items())
     ]
+
+
+def run_context_page(*, run_id: int, page: int | str | None) -> tuple[Page, list[ContextEntry]]:
+    """A page of context keys (sorted) with their values and writers: two queries."""
+    data = RunContext.objects.filter(pk=run_id).values_list("data", flat=True).first() or {}
+    keys_page = Paginator(sorted(data), KEYS_PER_PAGE).get_page(page)
+    writes = list(
+        ContextWrite.objects.filter(run_id=run_id, key__in=list(keys_page.object_list))
+        .select_related(None)
+        .order_by("id")
+    )
+    return keys_page, _entries(writes)
+
+
+def run_context_after(*, run_id: int, execution_id: int) -> dict[str, Any] | None:
+    """The context as it stood right after ``execution_id`` committed (masked), or None if
+    that step has not finished. Writes commit with their step, under the run's lock, so
+    everything written at or before its finish time was there."""
+    finished = (
+        StepExecution.objects.filter(pk=execution_id, run_id=run_id)
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    if finished is None:
+        return None
+    state: dict[str, Any] = {}
+    for key, value in (
+        ContextWrite.objects.filter(run_id=run_id, written_at__lte=finished)
+        .order_by("id")
+        .values_list("key", "value")
+    ):
+        state[key] = value
+    return {key: mask_entry(key, value) for key, value in sorted(state.items())}

@@ -1,0 +1,308 @@
+"""The Django admin for runs, steps and context: read-only (the engine owns these rows),
+with actions that call the same services as the dashboard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from pipelines import selectors, services
+from pipelines.exceptions import PipelineError
+from pipelines.masking import mask, mask_entry
+from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
+
+INLINE_ROWS = 50
+
+
+def badge(status: str) -> SafeString:
+    return format_html('<span class="pl-badge pl-{}">{}</span>', status, status)
+
+
+def pretty(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Engine-owned rows: viewable, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    class Media:
+        css = {"all": ("pipelines/admin.css",)}
+
+
+class FirstRowsFormSet(BaseInlineFormSet):
+    """Inlines show the first rows only; a run may have 10,000 steps."""
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset()[:INLINE_ROWS]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    formset = FirstRowsFormSet
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StepInline(ReadOnlyInline):
+    model = StepExecution
+    fields = ("node", "kind", "status_badge", "attempt", "worker", "started_at", "finished_at")
+    readonly_fields = fields
+    verbose_name_plural = f"Step executions (first {INLINE_ROWS}; all on the dashboard)"
+
+    @admin.display(description="status")
+    def status_badge(self, obj: StepExecution) -> SafeString:
+        return badge(obj.status)
+
+
+class ContextWriteInline(ReadOnlyInline):
+    model = ContextWrite
+    fields = ("key", "shown_value", "step", "attempt", "overwrite", "written_at")
+    readonly_fields = fields
+    verbose_name_plural = f"Context history (first {INLINE_ROWS} writes)"
+
+    @admin.display(description="value")
+    def shown_value(self, obj: ContextWrite) -> SafeString:
+        return pretty(mask_entry(obj.key, obj.value))
+
+
+def _act(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    runs: QuerySet[PipelineRun],
+    verb: str,
+    call: Any,
+) -> None:
+    done, refused = [], []
+    for run in runs.only("id"):
+        try:
+            call(run_id=run.pk)
+            done.append(run.pk)
+        except PipelineError as exc:
+            refused.append(f"#{run.pk}: {exc}")
+    if done:
+        modeladmin.message_user(request, f"{verb}: {', '.join(f'#{i}' for i in done)}")
+    for message in refused:
+        modeladmin.message_user(request, message, messages.ERROR)
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "pipeline",
+        "status_badge",
+        "progress",
+        "created_at",
+        "duration",
+        "dashboard",
+    )
+    list_filter = ("status", "pipeline", "created_at")
+    search_fields = ("=id", "idempotency_key", "pipeline")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    inlines = (StepInline, ContextWriteInline)
+    actions = ("cancel_runs", "retry_runs", "rerun_runs")
+    fields = (
+        "pipeline",
+        "status_badge",
+        "dashboard",
+        "idempotency_key",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+        "input_pretty",
+        "output_pretty",
+        "context_pretty",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineRun]:
+        return selectors.runs_with_progress(super().get_queryset(request))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: PipelineRun) -> SafeString:
+        return badge(obj.status)
+
+    @admin.display(description="steps done")
+    def progress(self, obj: PipelineRun) -> str:
+        return f"{getattr(obj, 'steps_done', '?')}/{getattr(obj, 'steps_total', '?')}"
+
+    @admin.display(description="duration")
+    def duration(self, obj: PipelineRun) -> str:
+        from pipelines.templatetags.pipelines_tags import elapsed
+
+        return elapsed(obj.created_at, obj.finished_at)
+
+    @admin.display(description="dashboard")
+    def dashboard(self, obj: PipelineRun) -> SafeString:
+        return format_html('<a href="{}">run page →</a>', reverse("pipelines:run", args=[obj.pk]))
+
+    @admin.display(description="input")
+    def input_pretty(self, obj: PipelineRun) -> SafeString:
+        return pretty(mask(obj.input))
+
+    @admin.display(description="output")
+    def output_pretty(self, obj: PipelineRun) -> SafeString:
+        return pretty(mask(obj.output))
+
+    @admin.display(description="context")
+    def context_pretty(self, obj: PipelineRun) -> SafeString:
+        data = getattr(getattr(obj, "context_row", None), "data", None) or {}
+        return pretty({key: mask_entry(key, value) for key, value in sorted(data.items())})
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipelines.cancel_run")
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipelines.retry_run")
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipelines.rerun_run")
+
+    @admin.action(description="Cancel selected runs", permissions=["cancel"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        reason = f"cancelled by {request.user} in the admin"
+        _act(
+            self,
+            request,
+            queryset,
+            "Cancelled",
+            lambda run_id: services.run_cancel(run_id=run_id, reason=reason),
+        )
+
+    @admin.action(description="Retry failed steps of selected runs", permissions=["retry"])
+    def retry_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        _act(self, request, queryset, "Resumed", services.run_resume)
+
+    @admin.action(description="Re-run selected runs with the same input", permissions=["rerun"])
+    def rerun_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        _act(self, request, queryset, "Re-ran", services.run_rerun)
+
+
+class AttemptInline(ReadOnlyInline):
+    model = StepAttempt
+    fields = ("number", "status_badge", "worker", "started_at", "finished_at", "error", "traceback")
+    readonly_fields = fields
+    show_change_link = False
+
+    @admin.display(description="status")
+    def status_badge(self, obj: StepAttempt) -> SafeString:
+        return badge(obj.status)
+
+
+@admin.register(StepExecution)
+class StepExecutionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "run_link",
+        "node",
+        "kind",
+        "status_badge",
+        "attempt",
+        "worker",
+        "started_at",
+        "finished_at",
+    )
+    list_select_related = ("run",)
+    list_filter = ("status", "kind", "run__pipeline")
+    search_fields = ("=run__id", "node", "step", "worker")
+    date_hierarchy = "created_at"
+    inlines = (AttemptInline,)
+    fields = (
+        "run_link",
+        "node",
+        "step",
+        "kind",
+        "status_badge",
+        "attempt",
+        "queue",
+        "route",
+        "event_name",
+        "worker",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+        "payload_pretty",
+        "output_pretty",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: StepExecution) -> SafeString:
+        return badge(obj.status)
+
+    @admin.display(description="run", ordering="run_id")
+    def run_link(self, obj: StepExecution) -> SafeString:
+        return format_html(
+            '<a href="{}">#{} {}</a>',
+            reverse("pipelines:run", args=[obj.run_id]),
+            obj.run_id,
+            obj.run.pipeline,
+        )
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: StepExecution) -> SafeString:
+        return pretty(mask(obj.payload))
+
+    @admin.display(description="output")
+    def output_pretty(self, obj: StepExecution) -> SafeString:
+        return pretty(mask(obj.output))
+
+
+@admin.register(ContextWrite)
+class ContextWriteAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "run_link",
+        "key",
+        "shown_value",
+        "step",
+        "attempt",
+        "overwrite",
+        "written_at",
+    )
+    list_select_related = ("run",)
+    list_filter = ("overwrite", "run__pipeline")
+    search_fields = ("=run__id", "key")
+    date_hierarchy = "written_at"
+    fields = list_display
+    readonly_fields = fields
+
+    @admin.display(description="run", ordering="run_id")
+    def run_link(self, obj: ContextWrite) -> SafeString:
+        return format_html(
+            '<a href="{}">#{} {}</a>',
+            reverse("pipelines:run", args=[obj.run_id]),
+            obj.run_id,
+            obj.run.pipeline,
+        )
+
+    @admin.display(description="value")
+    def shown_value(self, obj: ContextWrite) -> SafeString:
+        return pretty(mask_entry(obj.key, obj.value))

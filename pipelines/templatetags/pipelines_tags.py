@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+NOTHING = "\u2013"  # an en dash
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """1.234 -> '1.23 s', 125 -> '2 min 05 s', 7300 -> '2 h 01 min'."""
+    if value is None:
+        return NOTHING
+    if value < 60:
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    minutes, secs = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def elapsed(start: datetime | None, end: datetime | None = None) -> str:
+    if start is None:
+        return NOTHING
+    return seconds(((end or timezone.now()) - start).total_seconds())

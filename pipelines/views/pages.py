@@ -1,0 +1,166 @@
+"""Read-only dashboard pages and the fragments the run page polls."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from pipelines import registry, selectors, stats
+from pipelines.exceptions import UnknownPipelineError
+from pipelines.graph_svg import render_svg
+from pipelines.masking import mask
+from pipelines.models import ACTIVE_RUN_STATUSES, PipelineRun, RunStatus, StepExecution
+from pipelines.timeline import render_timeline
+from pipelines.views.access import staff_required
+
+RUNS_PER_PAGE = 25
+SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@staff_required
+def overview(request: HttpRequest) -> HttpResponse:
+    data = stats.overview()
+    peak = max((n for _, n in data.throughput), default=0) or 1
+    return render(
+        request,
+        "pipelines/overview.html",
+        {"overview": data, "peak": peak, "statuses": RunStatus.values},
+    )
+
+
+def _since(value: str) -> datetime | None:
+    if value in SINCE_CHOICES:
+        return timezone.now() - SINCE_CHOICES[value]
+    return parse_datetime(value) if value else None
+
+
+@staff_required
+def runs(request: HttpRequest) -> HttpResponse:
+    from django.core.paginator import Paginator
+
+    params = {k: request.GET.get(k, "").strip() for k in ("pipeline", "status", "since", "q")}
+    if params["status"] and params["status"] not in RunStatus.values:
+        params["status"] = ""
+    queryset = selectors.runs_list(
+        pipeline=params["pipeline"],
+        status=params["status"],
+        since=_since(params["since"]),
+        q=params["q"],
+    )
+    page = Paginator(queryset, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "pipelines/runs.html",
+        {
+            "page": page,
+            "params": params,
+            "query": query.urlencode(),
+            "pipelines": [p.name for p in registry.all_pipelines()],
+            "statuses": RunStatus.values,
+            "since_choices": list(SINCE_CHOICES),
+        },
+    )
+
+
+def _get_run(run_id: int) -> PipelineRun:
+    try:
+        return PipelineRun.objects.select_related("context_row").get(pk=run_id)
+    except PipelineRun.DoesNotExist:
+        raise Http404(f"No run with id {run_id}.") from None
+
+
+def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
+    """What the live part of the run page needs (status, progress, graph, steps page)."""
+    steps_page = selectors.run_steps_page(run_id=run.pk, page=request.GET.get("steps"))
+    counts = selectors.run_node_counts(run_id=run.pk)
+    totals: dict[str, int] = {}
+    for per_status in counts.values():
+        for status, n in per_status.items():
+            totals[status] = totals.get(status, 0) + n
+    total = sum(totals.values())
+    done = totals.get("succeeded", 0)
+    try:
+        graph = registry.get(run.pipeline).graph
+        graph_svg = render_svg(graph, counts)
+    except UnknownPipelineError:
+        graph_svg = None
+    end = run.finished_at or timezone.now()
+    return {
+        "run": run,
+        "active": run.status in ACTIVE_RUN_STATUSES,
+        "progress": {
+            "done": done,
+            "total": total,
+            "pct": round(100 * done / total) if total else 0,
+        },
+        "totals": totals,
+        "duration": (end - run.created_at).total_seconds(),
+        "graph_svg": graph_svg,
+        "steps_page": steps_page,
+        "steps": [
+            {
+                "execution": execution,
+                "payload": pretty(mask(execution.payload)),
+                "output": pretty(mask(execution.output)),
+                "attempts": list(execution.attempts.all()),
+            }
+            for execution in steps_page.object_list
+        ],
+        "timeline": render_timeline(steps_page.object_list, run.created_at),
+        "steps_query": f"steps={steps_page.number}",
+    }
+
+
+@staff_required
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run(run_id)
+    keys_page, entries = selectors.run_context_page(run_id=run.pk, page=request.GET.get("keys"))
+    after = request.GET.get("after", "")
+    snapshot = None
+    snapshot_step = None
+    if after.isdigit():
+        snapshot_step = StepExecution.objects.filter(pk=int(after), run=run).first()
+        snapshot = selectors.run_context_after(run_id=run.pk, execution_id=int(after))
+    context = _live_context(request, run)
+    context.update(
+        {
+            "input": pretty(mask(run.input)),
+            "output": pretty(mask(run.output)),
+            "keys_page": keys_page,
+            "entries": [
+                {"entry": e, "value": pretty(e.value), "earlier": [pretty(v) for v in e.earlier]}
+                for e in entries
+            ],
+            "snapshot": None if snapshot is None else pretty(snapshot),
+            "snapshot_step": snapshot_step,
+            "finished_steps": StepExecution.objects.filter(run=run, finished_at__isnull=False)
+            .order_by("id")
+            .values_list("id", "node")[:500],
+            "waiting_events": sorted(
+                set(
+                    StepExecution.objects.filter(run=run, status="waiting").values_list(
+                        "event_name", flat=True
+                    )
+                )
+            ),
+        }
+    )
+    return render(request, "pipelines/run.html", context)
+
+
+@staff_required
+def run_live(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The part of the run page that updates itself while the run is active."""
+    return render(request, "pipelines/_run_live.html", _live_context(request, _get_run(run_id)))
