@@ -122,6 +122,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic's target; WhiteNoise reads it
 # Without collectstatic (the demo), serve straight from the apps' static folders.
 WHITENOISE_USE_FINDERS = True
 

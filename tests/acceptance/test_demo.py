@@ -20,7 +20,7 @@ def test_demo_command_runs_the_pipeline_on_the_embedded_defaults(tmp_path):
     env.update(DJANGO_SETTINGS_MODULE="project.settings", PIPELINES_VAR_DIR=str(tmp_path / "var"))
 
     done = subprocess.run(
-        [sys.executable, "manage.py", "demo", "--timeout", "90"],
+        [sys.executable, "manage.py", "demo", "--once", "--timeout", "90"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pipelines.selectors import run_context_entries, run_steps
 from project.demo.pipelines import FulfilOrder
 
+
+def _demo_login() -> str:
+    """A staff superuser 'demo' with a fresh random password (printed, never stored)."""
+    from django.contrib.auth import get_user_model
+
+    password = secrets.token_urlsafe(9)
+    user, _ = get_user_model().objects.get_or_create(username="demo")
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
 SAMPLE_ORDER = {
     "customer_id": 7,
     "items": [{"sku": "A1", "price": 1250, "qty": 2}, {"sku": "B2", "price": 499, "qty": 1}],
@@ -23,9 +37,14 @@ SAMPLE_ORDER = {
 
 
 class Command(BaseCommand):
-    help = "Migrate, start an RQ worker, run the demo pipeline and print its context and history."
+    help = (
+        "Migrate, start an RQ worker, trigger the demo pipeline and serve the dashboard "
+        "(with --once: print the run's context and history and exit)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="Run the demo once and exit.")
+        parser.add_argument("--port", type=int, default=8000, help="Dashboard port.")
         parser.add_argument("--timeout", type=float, default=60, help="Seconds to wait.")
         parser.add_argument(
             "--no-worker", action="store_true", help="Use workers you started yourself."
@@ -33,6 +52,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0)
+        if not options["once"]:
+            self._serve(options)
+            return
         worker = None if options["no_worker"] else self._start_worker()
         try:
             run = FulfilOrder.trigger(SAMPLE_ORDER)
@@ -50,6 +72,29 @@ class Command(BaseCommand):
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=30)
         self._report(run)
+
+    def _serve(self, options: dict[str, Any]) -> None:
+        password = _demo_login()
+        worker = None if options["no_worker"] else self._start_worker()
+        try:
+            run = FulfilOrder.trigger(SAMPLE_ORDER)
+            base = f"http://127.0.0.1:{options['port']}"
+            self.stdout.write(
+                self.style.SUCCESS("\nThe demo is running.\n")
+                + f"  Dashboard:  {base}/pipelines/\n"
+                + f"  A run:      {base}/pipelines/runs/{run.pk}/\n"
+                + f"  Order form: {base}/demo/  (triggers a run from a view)\n"
+                + f"  Admin:      {base}/admin/\n"
+                + f"  Log in as:  demo / {password}\n"
+                + "Stop with Ctrl-C.\n"
+            )
+            call_command(
+                "runserver", f"127.0.0.1:{options['port']}", use_reloader=False, verbosity=0
+            )
+        finally:
+            if worker is not None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
 
     def _start_worker(self) -> subprocess.Popen[bytes]:
         self.stdout.write("Starting a worker: python manage.py rqworker pipelines --with-scheduler")

@@ -1,0 +1,296 @@
+"""The dashboard: the whole auth matrix, CSRF, escaping, masking, query counts."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from pipelines.models import ContextWrite, PipelineRun, RunContext, StepAttempt, StepExecution
+from tests.integration.test_context import drive
+from tests.testapp import pipelines as p
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+XSS = '</script><img src=x onerror="alert(1)">'
+
+
+def make_user(name: str, *, staff: bool, perms: tuple[str, ...] = ()) -> User:
+    user = User.objects.create_user(name, password="pw", is_staff=staff)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+@pytest.fixture
+def users(db):
+    return {
+        "non_staff": make_user("visitor", staff=False),
+        "staff": make_user("viewer", staff=True),
+        "operator": make_user(
+            "operator", staff=True, perms=("cancel_run", "retry_run", "rerun_run", "send_event")
+        ),
+    }
+
+
+def client_for(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def finished_run(redis_conn):
+    return drive(p.ChainPipeline.trigger({"n": 1}))
+
+
+PAGES = ["pipelines:overview", "pipelines:runs", "pipelines:run", "pipelines:run-live"]
+
+
+def page_url(name: str, run: PipelineRun) -> str:
+    return reverse(name, args=[run.pk]) if name.endswith(("run", "run-live")) else reverse(name)
+
+
+@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize(
+    ("who", "expected"), [(None, 302), ("non_staff", 403), ("staff", 200), ("operator", 200)]
+)
+def test_pages_need_a_staff_login(users, finished_run, name, who, expected):
+    response = client_for(users.get(who)).get(page_url(name, finished_run))
+
+    assert response.status_code == expected
+    if expected == 302:
+        assert response["Location"].startswith("/admin/login/?next=")
+
+
+ACTIONS = ["pipelines:cancel", "pipelines:retry", "pipelines:rerun", "pipelines:send-event"]
+
+
+@pytest.mark.parametrize("name", ACTIONS)
+@pytest.mark.parametrize(
+    ("who", "method", "expected"),
+    [
+        (None, "post", 302),
+        ("non_staff", "post", 403),
+        ("staff", "post", 403),  # staff without the action's permission
+        ("operator", "get", 405),
+        ("operator", "post", 302),  # done (or refused with a message), back to the run page
+    ],
+)
+def test_actions_need_staff_permission_and_post(users, finished_run, name, who, method, expected):
+    client = client_for(users.get(who))
+    url = reverse(name, args=[finished_run.pk])
+    response = getattr(client, method)(url, {"name": "approved", "payload": "{}"})
+
+    assert response.status_code == expected
+    if who == "operator" and method == "post":
+        assert response["Location"].startswith("/pipelines/runs/")
+
+
+def test_cancel_needs_a_csrf_token_and_then_cancels(users, redis_conn):
+    run = p.ChainPipeline.trigger({"n": 1})
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(users["operator"])
+    url = reverse("pipelines:cancel", args=[run.pk])
+
+    assert client.post(url).status_code == 403
+    run.refresh_from_db()
+    assert run.status == "pending"
+
+    page = client.get(reverse("pipelines:run", args=[run.pk]))
+    token = page.context["csrf_token"]
+    response = client.post(url, {"csrfmiddlewaretoken": str(token), "reason": "ops said so"})
+
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("cancelled", "ops said so")
+
+
+def test_rerun_retry_and_event_actions_call_the_services(users, redis_conn):
+    from tests.testapp import fault_pipelines as f
+
+    client = client_for(users["operator"])
+    failed = drive(p.FailingPipeline.trigger({"n": 1}))
+    response = client.post(reverse("pipelines:rerun", args=[failed.pk]))
+    new_run = PipelineRun.objects.latest("id")
+    assert new_run.pk != failed.pk
+    assert response["Location"] == reverse("pipelines:run", args=[new_run.pk])
+
+    client.post(reverse("pipelines:retry", args=[failed.pk]))
+    failed.refresh_from_db()
+    assert failed.status == "running"
+
+    waiting = drive(f.ApprovalPipeline.trigger({}))
+    assert waiting.status == "waiting"
+    page = client.get(reverse("pipelines:run", args=[waiting.pk]))
+    assert b'name="payload"' in page.content  # the event form is offered
+    bad = client.post(
+        reverse("pipelines:send-event", args=[waiting.pk]),
+        {"name": "approved", "payload": "{oops"},
+        follow=True,
+    )
+    assert b"The payload is not valid JSON: Expecting property name" in bad.content
+    client.post(
+        reverse("pipelines:send-event", args=[waiting.pk]),
+        {"name": "approved", "payload": '{"by": "web"}'},
+    )
+    assert drive(waiting).output == {"applied_by": "web"}
+
+
+def test_user_data_is_escaped_everywhere(users, redis_conn):
+    run = drive(p.ChainPipeline.trigger({"n": 1, "note": XSS}))
+    run.context.set(XSS, XSS)
+    staff = client_for(users["staff"])
+    admin = client_for(User.objects.create_superuser("root", "", "pw"))
+
+    pages = [
+        staff.get(reverse("pipelines:run", args=[run.pk])),
+        staff.get(reverse("pipelines:run", args=[run.pk]) + f"?after={run.steps.first().pk}"),
+        staff.get(reverse("pipelines:runs")),
+        admin.get(reverse("admin:pipelines_pipelinerun_change", args=[run.pk])),
+        admin.get(reverse("admin:pipelines_contextwrite_changelist")),
+    ]
+    for response in pages:
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "<img src=x" not in html, response.request["PATH_INFO"]
+        assert "</script><img" not in html
+    assert "&lt;/script&gt;&lt;img src=x onerror=" in pages[0].content.decode()
+
+
+def test_secret_looking_keys_are_masked(users, redis_conn, settings):
+    run = drive(p.ChainPipeline.trigger({"n": 1, "password": "hunter2"}))
+    run.context.set("api_token", "sk-live-123")
+    run.context.set("profile", {"name": "Ada", "secret": "s3"})
+    client = client_for(users["staff"])
+
+    html = client.get(reverse("pipelines:run", args=[run.pk])).content.decode()
+
+    for secret in ("hunter2", "sk-live-123", "s3"):
+        assert secret not in html
+    assert "••••••" in html
+    assert "Ada" in html
+    settings.PIPELINES_MASKED_KEYS = r"^profile$"  # configurable
+    html = client.get(reverse("pipelines:run", args=[run.pk])).content.decode()
+    assert "sk-live-123" in html
+    assert "Ada" not in html
+
+
+def test_context_after_a_step_shows_the_context_as_it_stood(users, redis_conn):
+    run = drive(p.ChainPipeline.trigger({"n": 1}))
+    run.context.set("later", "added after the run")
+    double = StepExecution.objects.get(run=run, step="Double")
+    client = client_for(users["staff"])
+
+    html = client.get(reverse("pipelines:run", args=[run.pk]) + f"?after={double.pk}").content
+    assert b"After step #" in html
+    assert b"double-3" in html
+    assert b"added after the run" not in html
+
+
+def test_live_fragment_polls_only_while_the_run_is_active(users, redis_conn):
+    client = client_for(users["staff"])
+    active = p.ChainPipeline.trigger({"n": 1})
+    live = client.get(reverse("pipelines:run-live", args=[active.pk])).content
+    assert b'hx-trigger="every 2s"' in live
+    done = drive(active)
+    live = client.get(reverse("pipelines:run-live", args=[done.pk])).content
+    assert b"hx-trigger" not in live
+    assert b'data-status="succeeded"' in live
+
+
+def _big_run(steps: int, keys: int) -> PipelineRun:
+    now = timezone.now()
+    run = PipelineRun.objects.create(pipeline="ChainPipeline", input={"n": 1}, status="running")
+    RunContext.objects.create(run=run, data={f"key-{i:04d}": i for i in range(keys)})
+    executions = StepExecution.objects.bulk_create(
+        StepExecution(
+            run=run,
+            node="Add.0",
+            step="Add",
+            status="succeeded",
+            queue="pipelines",
+            payload={"i": i},
+            output={"i": i},
+            started_at=now,
+            finished_at=now,
+        )
+        for i in range(steps)
+    )
+    StepAttempt.objects.bulk_create(
+        StepAttempt(execution=e, number=1, status="succeeded", started_at=now, finished_at=now)
+        for e in executions
+    )
+    ContextWrite.objects.bulk_create(
+        ContextWrite(
+            run=run,
+            key=f"key-{i:04d}",
+            value=i,
+            execution=executions[i % steps],
+            step="Add.0",
+            attempt=1,
+            written_at=now,
+        )
+        for i in range(keys)
+    )
+    return run
+
+
+def test_run_page_query_count_does_not_grow_with_the_run(users, redis_conn):
+    client = client_for(users["staff"])
+    small = _big_run(steps=3, keys=2)
+    big = _big_run(steps=10_000, keys=1_000)
+    counts = {}
+    for label, run in (("small", small), ("big", big)):
+        for url in (
+            reverse("pipelines:run", args=[run.pk]),
+            reverse("pipelines:run-live", args=[run.pk]),
+        ):
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url).status_code == 200
+            counts[(label, url.split("/")[-2])] = len(queries)
+
+    assert counts[("small", str(small.pk))] == counts[("big", str(big.pk))]
+    assert counts[("small", "live")] == counts[("big", "live")]
+    assert counts[("big", str(big.pk))] <= 20
+    page = client.get(reverse("pipelines:run", args=[big.pk])).content.decode()
+    assert "steps page 1 of 200 (10000 executions)" in page
+    assert "keys page 1 of 10" in page
+
+
+def test_runs_list_filters_and_searches(users, redis_conn):
+    client = client_for(users["staff"])
+    keyed = drive(p.ChainPipeline.trigger({"n": 1}, idempotency_key="order-77"))
+    other = drive(p.DivertEndPipeline.trigger({"choice": "a"}))
+    keyed.context.set("customer_id", 7)
+
+    def listed(query: str) -> set[int]:
+        response = client.get(reverse("pipelines:runs") + "?" + query)
+        return {run.pk for run in response.context["page"].object_list}
+
+    assert listed("") == {keyed.pk, other.pk}
+    assert listed("pipeline=DivertEndPipeline") == {other.pk}
+    assert listed("status=succeeded") == {keyed.pk, other.pk}
+    assert listed("status=failed") == set()
+    assert listed("q=order-77") == {keyed.pk}
+    assert listed(f"q={other.pk}") == {other.pk}
+    assert listed("q=customer_id%3D7") == {keyed.pk}
+    assert listed("since=1h") == {keyed.pk, other.pk}
+    html = client.get(reverse("pipelines:runs")).content.decode()
+    assert "3/3" in html  # progress: steps done / created
+
+
+def test_overview_shows_counts_failures_and_pipeline_rates(users, redis_conn):
+    drive(p.ChainPipeline.trigger({"n": 1}))
+    failed = drive(p.FailingPipeline.trigger({"n": 1}))
+    html = client_for(users["staff"]).get(reverse("pipelines:overview")).content.decode()
+
+    assert f"#{failed.pk} FailingPipeline" in html
+    assert "boom on attempt 2" in html
+    assert "100.0%" in html  # ChainPipeline
+    assert "0.0%" in html  # FailingPipeline
+    assert "2</strong> runs finished" in html
