@@ -1,0 +1,152 @@
+"""``manage.py pipelines``: tables, --json, and every error path (stderr, exit 1)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from io import StringIO
+from types import SimpleNamespace
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from pipelines import registry
+from pipelines.models import PipelineRun
+from tests.conftest import ROOT, _worker_env
+from tests.integration.test_context import drive
+from tests.testapp import pipelines as p
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+
+def run_command(*args: str) -> str:
+    out = StringIO()
+    call_command("pipelines", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_list_and_graph(redis_conn):
+    table = run_command("list")
+    assert table.splitlines()[0].split() == ["PIPELINE", "STEPS", "MODULE", "ON", "HALT"]
+    assert "DividePipeline" in table
+    listed = json.loads(run_command("list", "--json"))
+    chain = next(row for row in listed if row["name"] == "ChainPipeline")
+    assert chain == {
+        "name": "ChainPipeline",
+        "module": "tests.testapp.pipelines",
+        "steps": 3,
+        "first": "Add.0",
+        "on_halt": None,
+    }
+    graph = run_command("graph", "DividePipeline")
+    assert "Add.0" in graph
+    assert "=> divide [SlowLabel.1, FastLabel.2, Prefix.3] -> combine Gather.5" in graph
+
+
+def test_trigger_runs_show_and_json(redis_conn):
+    out = run_command("trigger", "ChainPipeline", "--input", '{"n": 4}', "--idempotency-key", "k9")
+    run = PipelineRun.objects.get(idempotency_key="k9")
+    assert out == f"run {run.pk} (ChainPipeline): pending\n"
+    assert run.input == {"n": 4}
+    drive(run)
+    run.context.set("api_key", "hidden-value")
+
+    runs = run_command("runs", "--status", "succeeded", "--pipeline", "ChainPipeline")
+    assert f"{run.pk}    ChainPipeline  succeeded  3/3" in runs
+    assert run_command("runs", "--status", "failed") == "no runs\n"
+    assert json.loads(run_command("runs", "--json"))[0]["id"] == run.pk
+
+    shown = run_command("show", str(run.pk))
+    assert f"run {run.pk} (ChainPipeline): succeeded" in shown
+    assert "Double.2" in shown
+    assert "double-6 = 12  [step Double.2" in shown
+    assert "hidden-value" not in shown
+    assert 'api_key = "••••••"' in shown
+    data = json.loads(run_command("show", str(run.pk), "--json"))
+    assert data["context"]["double-6"]["value"] == 12
+    assert [s["node"] for s in data["steps"]] == ["Add.0", "AddAgain.1", "Double.2"]
+
+
+def test_cancel_and_retry(redis_conn):
+    pending = p.ChainPipeline.trigger({"n": 1})
+    assert run_command("cancel", str(pending.pk)).endswith(": cancelled\n")
+    failed = drive(p.FailingPipeline.trigger({"n": 1}))
+    assert run_command("retry", str(failed.pk)).endswith(": running\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trigger", "Nope"], "unknown pipeline 'Nope' (known: "),
+        (
+            ["trigger", "ChainPipeline", "--input", '{"n": 1,\n "m": }'],
+            "--input is not valid JSON: Expecting value at line 2 column 7",
+        ),
+        (["trigger", "ChainPipeline", "--input", '{"n": NaN}'], 'input["n"]: NaN is not allowed'),
+        (["graph", "Nope"], "unknown pipeline 'Nope'"),
+        (
+            ["show", "424242"],
+            "no run with id 424242; list runs with: python manage.py pipelines runs",
+        ),
+        (["show", "abc"], "RUN must be a run id (a number), got 'abc'"),
+        (["cancel", "424242"], "no run with id 424242"),
+        (["retry", "424242"], "no run with id 424242"),
+        (["new", "lowercase", "--app", "testapp"], "NAME must be a CamelCase class name"),
+        (["new", "Thing", "--app", "nope"], "no installed app 'nope'; installed: "),
+    ],
+)
+def test_errors_say_how_to_fix_them(args, message, redis_conn):
+    with pytest.raises(CommandError) as error:
+        call_command("pipelines", *args)
+    assert message in str(error.value)
+
+
+def test_errors_go_to_stderr_with_a_non_zero_exit():
+    done = subprocess.run(
+        [sys.executable, "manage.py", "pipelines", "show", "999999999"],
+        cwd=ROOT,
+        env=_worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "no run with id 999999999" in done.stderr
+
+
+def test_retry_of_a_run_that_did_not_fail_is_refused(redis_conn):
+    run = drive(p.ChainPipeline.trigger({"n": 1}))
+    with pytest.raises(CommandError, match="only failed runs resume"):
+        call_command("pipelines", "retry", str(run.pk))
+
+
+def test_new_writes_a_pipeline_and_a_passing_test(tmp_path, monkeypatch):
+    app_dir = tmp_path / "genapp"
+    app_dir.mkdir()
+    (app_dir / "__init__.py").touch()
+    fake = SimpleNamespace(path=str(app_dir), name="genapp", label="genapp")
+    monkeypatch.setattr("pipelines.management.generator.apps.get_app_config", lambda label: fake)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    out = run_command("new", "ImportInvoices", "--app", "genapp")
+
+    assert str(app_dir / "pipelines.py") in out
+    test_file = app_dir / "tests" / "test_import_invoices_pipeline.py"
+    assert test_file.exists()
+    try:
+        module = importlib.import_module("genapp.pipelines")
+        assert module.ImportInvoices.graph.entry == "ImportInvoicesFetch.0"
+        generated = importlib.import_module("genapp.tests.test_import_invoices_pipeline")
+        generated.test_import_invoices_definition_starts_with_fetch()  # the generated test passes
+        with pytest.raises(CommandError, match="already defines class ImportInvoices"):
+            run_command("new", "ImportInvoices", "--app", "genapp")
+        run_command("new", "SecondOne", "--app", "genapp")  # appends to the same module
+        assert (app_dir / "pipelines.py").read_text().count("(Pipeline):") == 2
+    finally:
+        registry.unregister("ImportInvoices")
+        for name in [m for m in sys.modules if m.startswith("genapp")]:
+            del sys.modules[name]
