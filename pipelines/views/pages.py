@@ -126,7 +126,6 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
 @staff_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run(run_id)
-    keys_page, entries = selectors.run_context_page(run_id=run.pk, page=request.GET.get("keys"))
     after = request.GET.get("after", "")
     snapshot = None
     snapshot_step = None
@@ -138,11 +137,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         {
             "input": pretty(mask(run.input)),
             "output": pretty(mask(run.output)),
-            "keys_page": keys_page,
-            "entries": [
-                {"entry": e, "value": pretty(e.value), "earlier": [pretty(v) for v in e.earlier]}
-                for e in entries
-            ],
+            **_context_table(request, run),
             "snapshot": None if snapshot is None else pretty(snapshot),
             "snapshot_step": snapshot_step,
             "finished_steps": StepExecution.objects.filter(run=run, finished_at__isnull=False)
@@ -158,6 +153,27 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         }
     )
     return render(request, "pipelines/run.html", context)
+
+
+def _context_table(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
+    keys_page, entries = selectors.run_context_page(run_id=run.pk, page=request.GET.get("keys"))
+    return {
+        "run": run,
+        "active": run.status in ACTIVE_RUN_STATUSES,
+        "keys_page": keys_page,
+        "entries": [
+            {"entry": e, "value": pretty(e.value), "earlier": [pretty(v) for v in e.earlier]}
+            for e in entries
+        ],
+    }
+
+
+@staff_required
+def run_context(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The context table, which refreshes itself while the run is active."""
+    return render(
+        request, "pipelines/_context_table.html", _context_table(request, _get_run(run_id))
+    )
 
 
 @staff_required
