@@ -51,6 +51,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Stop on SIGTERM as on Ctrl-C, so the worker is stopped and the embedded Redis
+        # shuts down with us (its cleanup runs at a normal exit).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         call_command("migrate", verbosity=0)
         if not options["once"]:
             self._serve(options)
