@@ -49,6 +49,32 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"CI=true but {' and '.join(_missing)} is not reachable", returncode=1)
 
 
+def _flush_retrying_deadlocks() -> None:
+    """Worker subprocesses (their sweepers, heartbeats) keep using the test database while
+    pytest-django flushes it between tests; a TRUNCATE can then deadlock with them.
+    PostgreSQL aborts one side; retry the flush rather than fail the next test."""
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def handle(self: object, *args: object, **options: object) -> object:
+        for attempt in range(5):
+            try:
+                return original(self, *args, **options)  # type: ignore[arg-type]
+            except Exception as exc:  # flush wraps the database error in a CommandError
+                cause = exc.__cause__ or exc
+                if "deadlock detected" not in str(cause) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+        return None
+
+    flush.Command.handle = handle  # type: ignore[method-assign,assignment]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _flush_retrying_deadlocks()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not _missing:
         return

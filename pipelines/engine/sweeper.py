@@ -128,7 +128,12 @@ def _reclaim_dead(report: SweepReport) -> None:
 
 
 def _job_alive(statuses: dict[str, bytes | None], execution: StepExecution) -> bool:
-    return statuses.get(job_id(execution.pk, execution.attempt)) in ALIVE_JOB_STATUSES
+    status = statuses.get(job_id(execution.pk, execution.attempt))
+    if execution.status == StepStatus.RETRYING:
+        # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
+        # dead (it dies with a killed worker and is taken over only minutes later).
+        return status == b"queued"
+    return status in ALIVE_JOB_STATUSES
 
 
 def _reenqueue_lost(report: SweepReport) -> None:

@@ -80,3 +80,25 @@ def test_only_one_holder_gets_the_sweeper_lease_until_it_expires():
 
     time.sleep(0.01)
     assert lease.acquire("test-lease", "a", ttl=30)  # b's lease expired
+
+
+def test_recover_enqueues_a_retry_whose_scheduler_never_delivered_it(redis_conn):
+    """RQ's scheduler process dies with its worker and is replaced only minutes later; a
+    retry long past its time is enqueued directly instead of waiting for it."""
+    run = p.ChainPipeline.trigger({"n": 1})
+    execution = StepExecution.objects.get(run=run)
+    redis_conn.flushdb()
+    get_queue("pipelines").enqueue_in(  # a scheduled job nobody moves to the queue
+        timedelta(hours=1),
+        "pipelines.engine.tasks.execute_step",
+        args=(execution.pk, 2),
+        job_id=f"pipelines-{execution.pk}-2",
+    )
+    StepExecution.objects.filter(pk=execution.pk).update(
+        status="retrying", attempt=2, retry_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    call_command("pipelines", "recover", stdout=StringIO())
+
+    assert f"pipelines-{execution.pk}-2" in get_queue("pipelines").job_ids
+    assert drive(run).status == RunStatus.SUCCEEDED
