@@ -26,6 +26,19 @@ def badge(status: str) -> SafeString:
     return format_html('<span class="pl-badge pl-{}">{}</span>', status, status)
 
 
+class RunLinkMixin:
+    """A column linking to the run's dashboard page (changelists select_related the run)."""
+
+    @admin.display(description="run", ordering="run_id")
+    def run_link(self, obj: StepExecution | ContextWrite) -> SafeString:
+        return format_html(
+            '<a href="{}">#{} {}</a>',
+            reverse("pipelines:run", args=[obj.run_id]),
+            obj.run_id,
+            obj.run.pipeline,
+        )
+
+
 def pretty(value: Any) -> SafeString:
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
@@ -216,7 +229,7 @@ class AttemptInline(ReadOnlyInline):
 
 
 @admin.register(StepExecution)
-class StepExecutionAdmin(ReadOnlyAdmin):
+class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "run_link",
@@ -257,15 +270,6 @@ class StepExecutionAdmin(ReadOnlyAdmin):
     def status_badge(self, obj: StepExecution) -> SafeString:
         return badge(obj.status)
 
-    @admin.display(description="run", ordering="run_id")
-    def run_link(self, obj: StepExecution) -> SafeString:
-        return format_html(
-            '<a href="{}">#{} {}</a>',
-            reverse("pipelines:run", args=[obj.run_id]),
-            obj.run_id,
-            obj.run.pipeline,
-        )
-
     @admin.display(description="payload")
     def payload_pretty(self, obj: StepExecution) -> SafeString:
         return pretty(mask(obj.payload))
@@ -276,7 +280,7 @@ class StepExecutionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ContextWrite)
-class ContextWriteAdmin(ReadOnlyAdmin):
+class ContextWriteAdmin(RunLinkMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "run_link",
@@ -293,15 +297,6 @@ class ContextWriteAdmin(ReadOnlyAdmin):
     date_hierarchy = "written_at"
     fields = list_display
     readonly_fields = fields
-
-    @admin.display(description="run", ordering="run_id")
-    def run_link(self, obj: ContextWrite) -> SafeString:
-        return format_html(
-            '<a href="{}">#{} {}</a>',
-            reverse("pipelines:run", args=[obj.run_id]),
-            obj.run_id,
-            obj.run.pipeline,
-        )
 
     @admin.display(description="value")
     def shown_value(self, obj: ContextWrite) -> SafeString:
