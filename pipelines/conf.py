@@ -25,6 +25,8 @@ class PipelineSettings:
     sweep_interval: float
     crash_budget: int
     cancel_grace: float
+    eager_steps: int
+    eager_seconds: float
 
 
 DEFAULTS = {
@@ -58,6 +60,11 @@ DEFAULTS = {
     "PIPELINES_CRASH_BUDGET": 3,
     # Seconds a running step of a cancelled run gets to stop by itself.
     "PIPELINES_CANCEL_GRACE": 10.0,
+    # A worker that finishes a step runs its single successor on the same queue itself,
+    # up to this many steps in a row and this many seconds, instead of a Redis round trip
+    # per step. 1 turns it off.
+    "PIPELINES_EAGER_STEPS": 20,
+    "PIPELINES_EAGER_SECONDS": 2.0,
 }
 
 
@@ -91,4 +98,6 @@ def get_settings() -> PipelineSettings:
         sweep_interval=_float("PIPELINES_SWEEP_INTERVAL"),
         crash_budget=_int("PIPELINES_CRASH_BUDGET"),
         cancel_grace=_float("PIPELINES_CANCEL_GRACE"),
+        eager_steps=_int("PIPELINES_EAGER_STEPS"),
+        eager_seconds=_float("PIPELINES_EAGER_SECONDS"),
     )

@@ -75,11 +75,12 @@ def context_set(*, run_id: int, key: str, value: Any, overwrite: bool = False) -
     key, value = checked_copy(key, value)
     now = timezone.now()
     with transaction.atomic():
-        row = RunContext.objects.select_for_update().get(pk=run_id)
-        if key in row.data and not overwrite:
+        lock_run(run_id)
+        data = RunContext.objects.filter(pk=run_id).values_list("data", flat=True).get()
+        if key in data and not overwrite:
             raise OverwriteError(key, describe_writer(run_id, key))
-        row.data[key] = value
-        RunContext.objects.filter(pk=run_id).update(data=row.data, updated_at=now)
+        data[key] = value
+        RunContext.objects.filter(pk=run_id).update(data=data, updated_at=now)
         ContextWrite.objects.create(
             run_id=run_id, key=key, value=value, overwrite=overwrite, written_at=now
         )

@@ -46,6 +46,8 @@ class Outcome:
     context: StepContext
     route: str | None = None
     wait: WaitForEvent | None = None
+    # Set by succeed(): the successor this worker should run next itself, if any.
+    next_execution: tuple[int, int] | None = None
 
 
 @dataclass
@@ -62,18 +64,25 @@ class Failure:
 
 
 def lock_run(run_id: int) -> PipelineRun:
-    """Take the run's mutex (its context row) and return the run as it is now."""
-    RunContext.objects.select_for_update().filter(pk=run_id).first()
-    return PipelineRun.objects.get(pk=run_id)
+    """Take the run's mutex (its row lock) and return the run as it is now, in one query.
+
+    Every step completion, context write and run status change takes it first, so they
+    serialise per run: write-once checks, joins and halts see each other's commits."""
+    return PipelineRun.objects.select_for_update().get(pk=run_id)
 
 
 def succeed(
-    execution: StepExecution, attempt: int, graph: Graph, outcome: Outcome, reruns: int
+    execution: StepExecution,
+    attempt: int,
+    graph: Graph,
+    outcome: Outcome,
+    reruns: int,
+    keep_queue: str | None = None,
 ) -> str:
     now = timezone.now()
     waiting = outcome.wait is not None
     with transaction.atomic():
-        context_row = RunContext.objects.select_for_update().get(pk=execution.run_id)
+        run = lock_run(execution.run_id)
         fields: dict[str, Any] = {"finished_at": now, "error": ""}
         if waiting:
             assert outcome.wait is not None
@@ -96,11 +105,10 @@ def succeed(
                 "rejected stale result of execution %s attempt %s", execution.pk, attempt
             )
             return "stale"
-        apply_staged(context_row, execution, attempt, outcome.context, now)
+        apply_staged(execution, attempt, outcome.context, now)
         StepAttempt.objects.filter(execution=execution, number=attempt).update(
             status=AttemptStatus.SUCCEEDED, finished_at=now, conflict_reruns=reruns
         )
-        run = PipelineRun.objects.get(pk=execution.run_id)
         if execution.kind == StepKind.COMPENSATION:
             start_next_compensation(run, graph)
             return "succeeded"
@@ -117,35 +125,51 @@ def succeed(
                 run_transition(run, RunStatus.WAITING)
             return "waiting"
         execution.output = outcome.output
-        advance_and_enqueue(run, graph, execution, outcome.output, outcome.route)
+        kept = advance_and_enqueue(run, graph, execution, outcome.output, outcome.route, keep_queue)
+    if kept is not None:
+        outcome.next_execution = (kept.pk, kept.attempt)
     return "succeeded"
 
 
 def advance_and_enqueue(
-    run: PipelineRun, graph: Graph, execution: StepExecution, output: Any, route: str | None
-) -> None:
-    """Create what follows a completed execution; halt the run if that is impossible."""
+    run: PipelineRun,
+    graph: Graph,
+    execution: StepExecution,
+    output: Any,
+    route: str | None,
+    keep_queue: str | None = None,
+) -> StepExecution | None:
+    """Create what follows a completed execution; halt the run if that is impossible.
+
+    With ``keep_queue``, a single successor on that queue is not enqueued but returned, for
+    the calling worker to run at once (see runner.run_execution). It is committed like any
+    other, so if the worker dies before claiming it, the sweeper enqueues it."""
     try:
         created, own_fields = advance(run, graph, execution, output, route)
     except Halt as halt:
         halt_run(run, graph, str(halt), failed_node=execution.node)
-        return
+        return None
     if own_fields:
         StepExecution.objects.filter(pk=execution.pk).update(**own_fields)
     StepExecution.objects.bulk_create(created)
-    enqueue_on_commit([delivery(e, graph) for e in created])
+    kept = None
+    if keep_queue is not None and len(created) == 1 and created[0].queue == keep_queue:
+        kept = created[0]
+    enqueue_on_commit([delivery(e, graph) for e in created if e is not kept])
+    return kept
 
 
 def apply_staged(
-    context_row: RunContext,
     execution: StepExecution,
     attempt: int,
     context: StepContext,
     now: Any,
 ) -> None:
+    """Commit a step's staged writes; the caller holds the run's lock. A step that wrote
+    nothing never loads the context document."""
     if not context.staged:
         return
-    data = context_row.data
+    data = RunContext.objects.filter(pk=execution.run_id).values_list("data", flat=True).get()
     taken = [k for k, (_, overwrite) in context.staged.items() if not overwrite and k in data]
     if taken:
         raise StepConflict(", ".join(taken))
@@ -164,7 +188,7 @@ def apply_staged(
                 written_at=now,
             )
         )
-    RunContext.objects.filter(pk=context_row.pk).update(data=data, updated_at=now)
+    RunContext.objects.filter(pk=execution.run_id).update(data=data, updated_at=now)
     ContextWrite.objects.bulk_create(writes)
 
 

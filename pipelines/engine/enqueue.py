@@ -33,10 +33,22 @@ def job_id(execution_id: int, attempt: int) -> str:
     return f"pipelines-{execution_id}-{attempt}"
 
 
-def get_queue(name: str) -> Queue:
-    import django_rq
+_queues: dict[tuple[str, str, int], Queue] = {}
 
-    return django_rq.get_queue(name, serializer=JSONSerializer)
+
+def get_queue(name: str) -> Queue:
+    """One queue (and Redis connection pool) per process and configuration: building them
+    per enqueue opened a new Redis connection for every step."""
+    import os
+
+    import django_rq
+    from django.conf import settings
+
+    key = (name, repr(settings.RQ_QUEUES.get(name)), os.getpid())
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = django_rq.get_queue(name, serializer=JSONSerializer)
+    return queue
 
 
 def _job_options(d: Delivery) -> dict[str, Any]:

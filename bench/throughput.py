@@ -1,0 +1,195 @@
+"""Per-step overhead (chains) and fan-out/fan-in, for the engine, bare RQ and Celery.
+
+Each measurement starts one warm worker of the kind measured, then times from submitting
+the work to its completion.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from bench.env import BenchEnv, wait
+
+ENGINE_WORKERS = {
+    "SimpleWorker": "pipelines.engine.worker.PipelineSimpleWorker",
+    "Worker": "pipelines.engine.worker.PipelineWorker",
+}
+RQ_WORKERS = {"SimpleWorker": "rq.worker.SimpleWorker", "Worker": "rq.worker.Worker"}
+
+
+def _engine_worker(env: BenchEnv, kind: str) -> Any:
+    import django_rq
+    from rq import Worker
+
+    proc = env.start(
+        [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            "pipelines",
+            "--worker-class",
+            ENGINE_WORKERS[kind],
+        ],
+        f"engine-{kind}",
+    )
+    wait(lambda: len(Worker.all(connection=django_rq.get_connection("pipelines"))) >= 1, 60)
+    return proc
+
+
+def _rq_worker(env: BenchEnv, kind: str) -> Any:
+    from rq import Worker
+
+    proc = env.start(
+        [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "-u",
+            env.redis.url,
+            "--worker-class",
+            RQ_WORKERS[kind],
+            "--serializer",
+            "rq.serializers.JSONSerializer",
+            "bench",
+        ],
+        f"rq-{kind}",
+    )
+    wait(lambda: len(Worker.all(connection=env.redis.client())) >= 1, 60)
+    return proc
+
+
+def _celery_worker(env: BenchEnv) -> Any:
+    from bench.celery_app import app
+
+    proc = env.start(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-Q",
+            "celery",
+            "--loglevel=WARNING",
+        ],
+        "celery",
+    )
+    wait(lambda: bool(app.control.ping(timeout=0.5)), 60, interval=0.5)
+    return proc
+
+
+def engine_chains(env: BenchEnv, kind: str, runs: int, length: int = 10) -> float:
+    from bench.pipelines import Chain10
+    from pipelines.models import PipelineRun
+
+    assert length == 10
+    proc = _engine_worker(env, kind)
+    try:
+        start = time.perf_counter()
+        ids = [Chain10.trigger({"i": i}).pk for i in range(runs)]
+        wait(lambda: PipelineRun.objects.filter(pk__in=ids, status="succeeded").count() == runs)
+        return time.perf_counter() - start
+    finally:
+        env.stop(proc)
+
+
+def rq_jobs(env: BenchEnv, kind: str, jobs: int) -> float:
+    from rq import Queue
+    from rq.registry import FinishedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    queue = Queue("bench", connection=env.redis.client(), serializer=JSONSerializer)
+    finished = FinishedJobRegistry(queue=queue)
+    before = finished.count
+    proc = _rq_worker(env, kind)
+    try:
+        start = time.perf_counter()
+        queue.enqueue_many(
+            [Queue.prepare_data("bench.jobs.noop", args=({"i": i},)) for i in range(jobs)]
+        )
+        wait(lambda: finished.count - before >= jobs)
+        return time.perf_counter() - start
+    finally:
+        env.stop(proc)
+
+
+def celery_chains(env: BenchEnv, runs: int, length: int = 10) -> float:
+    from celery import chain
+
+    from bench.celery_app import noop
+
+    proc = _celery_worker(env)
+    try:
+        start = time.perf_counter()
+        results = [
+            chain(*[noop.s({"i": i})] + [noop.s() for _ in range(length - 1)])()
+            for i in range(runs)
+        ]
+        wait(lambda: all(r.ready() for r in results), interval=0.05)
+        return time.perf_counter() - start
+    finally:
+        env.stop(proc)
+
+
+def engine_fanout(env: BenchEnv, kind: str, count: int) -> float:
+    from bench.pipelines import Fanout
+    from pipelines.models import PipelineRun
+
+    proc = _engine_worker(env, kind)
+    try:
+        start = time.perf_counter()
+        run = Fanout.trigger({"count": count})
+        wait(
+            lambda: PipelineRun.objects.filter(
+                pk=run.pk, status__in=["succeeded", "failed"]
+            ).exists()
+        )
+        elapsed = time.perf_counter() - start
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error
+        assert run.output == count
+        return elapsed
+    finally:
+        env.stop(proc)
+
+
+def rq_fanout(env: BenchEnv, kind: str, count: int) -> float:
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    queue = Queue("bench", connection=env.redis.client(), serializer=JSONSerializer)
+    proc = _rq_worker(env, kind)
+    try:
+        start = time.perf_counter()
+        items = queue.enqueue_many(
+            [Queue.prepare_data("bench.jobs.noop", args=(i,)) for i in range(count)]
+        )
+        gather = queue.enqueue("bench.jobs.gather", depends_on=items)
+        wait(lambda: gather.get_status(refresh=True) == "finished")
+        return time.perf_counter() - start
+    finally:
+        env.stop(proc)
+
+
+def celery_chord(env: BenchEnv, count: int) -> float:
+    from celery import chord
+
+    from bench.celery_app import gather, noop
+
+    proc = _celery_worker(env)
+    try:
+        start = time.perf_counter()
+        result = chord(noop.s(i) for i in range(count))(gather.s())
+        assert result.get(timeout=1200) == count
+        return time.perf_counter() - start
+    finally:
+        env.stop(proc)
