@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
 from django.utils import timezone
 from django.utils.html import format_html
@@ -18,9 +20,19 @@ def render_timeline(executions: Iterable[StepExecution], origin: datetime) -> Sa
     """One row per attempt of the given executions (their attempts must be prefetched),
     positioned from ``origin`` (the run's creation)."""
     now = timezone.now()
-    rows = [
-        (execution, attempt) for execution in executions for attempt in execution.attempts.all()
-    ]
+    rows: list[tuple[StepExecution, Any]] = []
+    for execution in executions:
+        rows += [(execution, attempt) for attempt in execution.attempts.all()]
+        if execution.status == "running" and execution.started_at:
+            # A running attempt has no row yet (rows are written when attempts end).
+            current = SimpleNamespace(
+                number=execution.attempt,
+                status="running",
+                started_at=execution.started_at,
+                finished_at=None,
+                worker=execution.worker,
+            )
+            rows.append((execution, current))
     if not rows:
         return mark_safe('<p class="muted">No attempts yet.</p>')
     end = max((a.finished_at or now) for _, a in rows)

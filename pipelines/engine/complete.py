@@ -63,6 +63,21 @@ class Failure:
             self.attempt_status = AttemptStatus.TIMED_OUT
 
 
+def record_attempt(execution: StepExecution, number: int, status: str, **fields: Any) -> None:
+    """Write the row of an attempt that just ended. Attempts are recorded when they end
+    (in the same transaction as their outcome), not when they start: a running attempt is
+    the execution row itself, and this keeps a round trip off every step's claim."""
+    StepAttempt.objects.create(
+        execution=execution,
+        number=number,
+        status=status,
+        worker=execution.worker,
+        started_at=execution.started_at or timezone.now(),
+        finished_at=fields.pop("finished_at", None) or timezone.now(),
+        **fields,
+    )
+
+
 def lock_run(run_id: int) -> PipelineRun:
     """Take the run's mutex (its row lock) and return the run as it is now, in one query.
 
@@ -106,8 +121,8 @@ def succeed(
             )
             return "stale"
         apply_staged(execution, attempt, outcome.context, now)
-        StepAttempt.objects.filter(execution=execution, number=attempt).update(
-            status=AttemptStatus.SUCCEEDED, finished_at=now, conflict_reruns=reruns
+        record_attempt(
+            execution, attempt, AttemptStatus.SUCCEEDED, finished_at=now, conflict_reruns=reruns
         )
         if execution.kind == StepKind.COMPENSATION:
             start_next_compensation(run, graph)
@@ -242,8 +257,10 @@ def fail(execution: StepExecution, attempt: int, failure: Failure, graph: Graph 
             f"retrying in {delay:.1f}s" if retry else "no retries left",
             failure.error,
         )
-        StepAttempt.objects.filter(execution=execution, number=attempt).update(
-            status=failure.attempt_status,
+        record_attempt(
+            execution,
+            attempt,
+            failure.attempt_status,
             finished_at=now,
             error=failure.error,
             traceback=failure.traceback,

@@ -8,13 +8,14 @@ step's timeout. :mod:`pipelines.engine.complete` commits the outcome.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import traceback
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.utils import timezone
 from rq.timeouts import UnixSignalDeathPenalty
 
@@ -26,15 +27,19 @@ from pipelines.engine.complete import Failure, Outcome, fail, succeed
 from pipelines.engine.enqueue import Delivery, enqueue
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.transitions import run_transition, step_transition
-from pipelines.exceptions import OutputValueError, PipelineError, StepConflict, StepTimeout
+from pipelines.exceptions import (
+    InvalidTransitionError,
+    OutputValueError,
+    PipelineError,
+    StepConflict,
+    StepTimeout,
+)
 from pipelines.frozen import thaw
 from pipelines.models import (
     ACTIVE_RUN_STATUSES,
     CLAIMABLE_STEP_STATUSES,
-    AttemptStatus,
     PipelineRun,
     RunStatus,
-    StepAttempt,
     StepExecution,
     StepKind,
     StepStatus,
@@ -143,43 +148,38 @@ def _run_attempt(
 
 
 def _claim(execution_id: int, attempt: int, worker: str) -> StepExecution | None:
+    """Two statements, no transaction: the conditional UPDATE alone decides who runs the
+    attempt (its row is written when the attempt ends)."""
     now = timezone.now()
-    with transaction.atomic():
-        claimed = step_transition(
+    claimed = step_transition(
+        execution_id,
+        at_attempt=attempt,
+        current=CLAIMABLE_STEP_STATUSES,
+        to=StepStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=None,
+        retry_at=None,
+        worker=worker[:200],
+    )
+    if not claimed:
+        return None
+    execution = StepExecution.objects.select_related("run").get(pk=execution_id)
+    run = execution.run
+    if run.status not in ACTIVE_RUN_STATUSES and execution.kind == StepKind.STEP:
+        # The run ended while this job was queued: start nothing new.
+        step_transition(
             execution_id,
             at_attempt=attempt,
-            current=CLAIMABLE_STEP_STATUSES,
-            to=StepStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            retry_at=None,
-            worker=worker[:200],
+            current=[StepStatus.RUNNING],
+            to=StepStatus.CANCELLED,
+            finished_at=now,
+            error=f"not started: run is {run.status}",
         )
-        if not claimed:
-            return None
-        execution = StepExecution.objects.select_related("run").get(pk=execution_id)
-        run = execution.run
-        if run.status not in ACTIVE_RUN_STATUSES and execution.kind == StepKind.STEP:
-            # The run ended while this job was queued: start nothing new.
-            step_transition(
-                execution_id,
-                at_attempt=attempt,
-                current=[StepStatus.RUNNING],
-                to=StepStatus.CANCELLED,
-                finished_at=now,
-                error=f"not started: run is {run.status}",
-            )
-            return None
-        if run.status == RunStatus.PENDING:
+        return None
+    if run.status == RunStatus.PENDING:
+        with contextlib.suppress(InvalidTransitionError):  # another claim did it first
             run_transition(run, RunStatus.RUNNING)
-        StepAttempt.objects.create(
-            execution=execution,
-            number=attempt,
-            status=AttemptStatus.RUNNING,
-            worker=worker[:200],
-            started_at=now,
-        )
     return execution
 
 

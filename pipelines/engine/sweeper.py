@@ -37,13 +37,12 @@ from pipelines import registry
 from pipelines.conf import get_settings
 from pipelines.engine import lease
 from pipelines.engine.advance import redelivery
-from pipelines.engine.complete import after_final_failure, lock_run
+from pipelines.engine.complete import after_final_failure, lock_run, record_attempt
 from pipelines.engine.enqueue import Delivery, enqueue, enqueue_on_commit, get_queue, job_id
 from pipelines.engine.transitions import step_transition
 from pipelines.models import (
     AttemptStatus,
     RunStatus,
-    StepAttempt,
     StepExecution,
     StepStatus,
 )
@@ -111,9 +110,7 @@ def _reclaim_dead(report: SweepReport) -> None:
             )
             if not moved:
                 continue
-            StepAttempt.objects.filter(execution=execution, number=attempt).update(
-                status=AttemptStatus.CRASHED, finished_at=timezone.now(), error=note
-            )
+            record_attempt(execution, attempt, AttemptStatus.CRASHED, error=note)
             if out_of_budget:
                 reason = (
                     f"killed its worker {crashes} times (crash budget "
@@ -206,8 +203,8 @@ def _stop_cancelled(report: SweepReport) -> None:
         )
         if not moved:
             continue
-        StepAttempt.objects.filter(execution=execution, number=execution.attempt).update(
-            status=AttemptStatus.FAILED, finished_at=timezone.now(), error="stopped: run cancelled"
+        record_attempt(
+            execution, execution.attempt, AttemptStatus.FAILED, error="stopped: run cancelled"
         )
         _stop_job(execution)
         report.stopped.append(execution.pk)
