@@ -16,3 +16,4 @@ RQ_QUEUES = {
     for name in ("pipelines", "default")
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]  # the view benchmark's test client

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipelines import registry
+from pipelines import context_sql, registry
 from pipelines.context import checked_copy, describe_writer
 from pipelines.engine.advance import delivery, new_execution, redelivery
 from pipelines.engine.complete import advance_and_enqueue, lock_run, start_next_compensation
@@ -74,6 +74,12 @@ def context_set(*, run_id: int, key: str, value: Any, overwrite: bool = False) -
     run's lock, with the same write-once rule as steps."""
     key, value = checked_copy(key, value)
     now = timezone.now()
+    if context_sql.server_side():
+        if not context_sql.merge_writes(run_id=run_id, writes={key: (value, overwrite)}, now=now):
+            if not RunContext.objects.filter(pk=run_id).exists():
+                raise RunContext.DoesNotExist(f"run {run_id} has no context")
+            raise OverwriteError(key, describe_writer(run_id, key))
+        return
     with transaction.atomic():
         lock_run(run_id)
         data = RunContext.objects.filter(pk=run_id).values_list("data", flat=True).get()

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from pipelines import context_sql
 from pipelines.context import StepContext
 from pipelines.dsl import Graph, WaitForEvent
 from pipelines.engine.advance import Halt, advance, delivery, new_execution
@@ -183,6 +184,17 @@ def apply_staged(
     """Commit a step's staged writes; the caller holds the run's lock. A step that wrote
     nothing never loads the context document."""
     if not context.staged:
+        return
+    if context_sql.server_side():
+        if not context_sql.merge_writes(
+            run_id=execution.run_id,
+            writes=context.staged,
+            now=now,
+            execution_id=execution.pk,
+            step=execution.node,
+            attempt=attempt,
+        ):
+            raise StepConflict(", ".join(context.staged))
         return
     data = RunContext.objects.filter(pk=execution.run_id).values_list("data", flat=True).get()
     taken = [k for k, (_, overwrite) in context.staged.items() if not overwrite and k in data]
