@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import mkdtemp
 
@@ -91,7 +92,7 @@ class BenchEnv:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
 
-def wait(predicate, timeout: float = 600, interval: float = 0.02) -> float:  # type: ignore[no-untyped-def]
+def wait(predicate: Callable[[], object], timeout: float = 600, interval: float = 0.02) -> float:
     """Seconds until ``predicate()`` is true."""
     start = time.perf_counter()
     while not predicate():

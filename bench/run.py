@@ -16,29 +16,35 @@ import platform
 import statistics
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FULL = {
-    "runs": 100,
-    "fan": (1_000, 10_000),
-    "procs": 16,
-    "keys": 200,
-    "triggers": 1000,
-    "dash": (10_000, 1_000),
-    "repeat": 3,
-}
-QUICK = {
-    "runs": 10,
-    "fan": (100, 1_000),
-    "procs": 4,
-    "keys": 25,
-    "triggers": 50,
-    "dash": (1_000, 100),
-    "repeat": 1,
-}
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int  # chains of 10 steps
+    fan: tuple[int, int]  # expand sizes, small and big
+    procs: int  # context writers
+    keys: int  # keys per writer
+    triggers: int
+    dash: tuple[int, int]  # run page: steps, keys
+    repeat: int  # medians of this many measurements
+
+
+FULL = Sizes(
+    runs=100,
+    fan=(1_000, 10_000),
+    procs=16,
+    keys=200,
+    triggers=1000,
+    dash=(10_000, 1_000),
+    repeat=3,
+)
+QUICK = Sizes(runs=10, fan=(100, 1_000), procs=4, keys=25, triggers=50, dash=(1_000, 100), repeat=1)
 
 
 def median(fn: Callable[[], float], repeat: int) -> float:
@@ -66,24 +72,24 @@ def main() -> None:
         print(f"  {metric}: {ours} vs {base} ({ratio}) {target}", flush=True)
 
     with BenchEnv() as env:
-        repeat = size["repeat"]
+        repeat = size.repeat
         if "chains" not in args.skip:
-            steps = size["runs"] * 10
-            celery = steps / median(lambda: throughput.celery_chains(env, size["runs"]), repeat)
+            steps = size.runs * 10
+            celery = steps / median(lambda: throughput.celery_chains(env, size.runs), repeat)
             for kind in ("SimpleWorker", "Worker"):
                 ours = steps / median(
-                    lambda k=kind: throughput.engine_chains(env, k, size["runs"]), repeat
+                    partial(throughput.engine_chains, env, kind, size.runs), repeat
                 )
-                rq = steps / median(lambda k=kind: throughput.rq_jobs(env, k, steps), repeat)
+                rq = steps / median(partial(throughput.rq_jobs, env, kind, steps), repeat)
                 row(
-                    f"chains {size['runs']}x10, {kind} (steps/s)",
+                    f"chains {size.runs}x10, {kind} (steps/s)",
                     f"{ours:.0f}",
                     f"RQ {rq:.0f}",
                     f"{ours / rq:.2f}x RQ",
                     ">= 0.7x RQ",
                 )
             row(
-                f"chains {size['runs']}x10 vs Celery solo (steps/s)",
+                f"chains {size.runs}x10 vs Celery solo (steps/s)",
                 f"{ours:.0f} (Worker)",
                 f"Celery {celery:.0f}",
                 f"{ours / celery:.2f}x Celery",
@@ -91,7 +97,7 @@ def main() -> None:
             )
         if "fanout" not in args.skip:
             times = {}
-            for count in size["fan"]:
+            for count in size.fan:
                 ours = throughput.engine_fanout(env, "SimpleWorker", count)
                 rq = throughput.rq_fanout(env, "SimpleWorker", count)
                 celery = throughput.celery_chord(env, count)
@@ -103,7 +109,7 @@ def main() -> None:
                     f"{ours / rq:.2f}x RQ time",
                     "<= 2x RQ, < chord",
                 )
-            small, big = size["fan"]
+            small, big = size.fan
             row(
                 f"fan-out scaling {small}->{big}",
                 f"{times[big] / times[small]:.1f}x",
@@ -112,23 +118,23 @@ def main() -> None:
                 f"<= {big // small * 1.2:.0f}x",
             )
         if "contention" not in args.skip:
-            writes = size["procs"] * size["keys"]
-            ours, _ = scenarios.contention(env, "engine", size["procs"], size["keys"])
-            raw, _ = scenarios.contention(env, "raw", size["procs"], size["keys"])
+            writes = size.procs * size.keys
+            ours, _ = scenarios.contention(env, "engine", size.procs, size.keys)
+            raw, _ = scenarios.contention(env, "raw", size.procs, size.keys)
             row(
-                f"context {size['procs']} procs x {size['keys']} keys (writes/s)",
+                f"context {size.procs} procs x {size.keys} keys (writes/s)",
                 f"{writes / ours:.0f}",
                 f"raw SQL {writes / raw:.0f}",
                 f"{ours / raw:.2f}x raw time",
                 "<= 2x, 0 anomalies",
             )
         if "triggers" not in args.skip:
-            n = size["triggers"]
+            n = size.triggers
             python = n / scenarios.triggers_python(n)
             view = n / scenarios.triggers_view(n)
             row(f"triggers x{n} (runs/s)", f"Python {python:.0f}", f"view {view:.0f}", "")
         if "dashboard" not in args.skip:
-            steps, keys = size["dash"]
+            steps, keys = size.dash
             big_t, big_q, small_t, small_q = scenarios.dashboard(steps, keys, 5)
             row(
                 f"run page {steps} steps / {keys} keys (ms, queries)",

@@ -94,7 +94,7 @@ def dashboard(steps: int, keys: int, repeat: int) -> tuple[float, int, float, in
     user, _ = User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
     client = Client()
     client.force_login(user)
-    figures = []
+    figures: list[float] = []
     for run in (_big_run(steps=steps, keys=keys), _big_run(steps=3, keys=2)):
         url = f"/pipelines/runs/{run.pk}/"
         client.get(url)  # warm
@@ -105,4 +105,4 @@ def dashboard(steps: int, keys: int, repeat: int) -> tuple[float, int, float, in
                 assert client.get(url).status_code == 200
                 times.append(time.perf_counter() - start)
         figures += [statistics.median(times), len(queries)]
-    return figures[0], figures[1], figures[2], figures[3]
+    return figures[0], int(figures[1]), figures[2], int(figures[3])
