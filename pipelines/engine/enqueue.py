@@ -36,6 +36,14 @@ def job_id(execution_id: int, attempt: int) -> str:
 _queues: dict[tuple[str, str, int], Queue] = {}
 
 
+def close_queues() -> None:
+    """Disconnect the cached queues' Redis pools (at exit: an embedded Redis shuts down
+    only once its last client has gone)."""
+    for queue in _queues.values():
+        queue.connection.connection_pool.disconnect()
+    _queues.clear()
+
+
 def get_queue(name: str) -> Queue:
     """One queue (and Redis connection pool) per process and configuration: building them
     per enqueue opened a new Redis connection for every step."""

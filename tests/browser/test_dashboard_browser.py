@@ -51,9 +51,19 @@ def browser():
 
 
 def wait_until(driver, condition, timeout=40):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+    # htmx replaces the live part of the page every 2 s: an element found just before a
+    # swap is stale by the time it is read.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+    ).until(condition)
+
+
+def text_of(driver, element_id: str) -> str:
+    """Read an element's text in one step (no stale reference in between)."""
+    return driver.execute_script(f"return document.getElementById('{element_id}').innerText;")
 
 
 def test_order_form_to_live_run_page_context_and_rerun(browser, live_server, workers, tmp_path):
@@ -75,18 +85,18 @@ def test_order_form_to_live_run_page_context_and_rerun(browser, live_server, wor
     # A marker that a full page load would wipe: the status must change without one.
     browser.execute_script("window.__noReload = true;")
 
-    wait_until(browser, lambda d: d.find_element(By.ID, "run-status").text == "succeeded")
+    wait_until(browser, lambda d: text_of(d, "run-status").strip() == "succeeded")
     assert browser.execute_script("return window.__noReload === true;")
     # 3 SKUs: ValidateOrder, 2 branches, PlanShipments, 3 parcels, ChooseCarrier, a route,
     # NotifyCustomer.
-    assert "10 of 10 steps succeeded" in browser.find_element(By.ID, "run-live").text
+    assert "10 of 10 steps succeeded" in text_of(browser, "run-live")
     browser.save_screenshot(str(tmp_path / "run.png"))
 
     context = browser.find_element(By.ID, "context")
     context.find_element(By.TAG_NAME, "summary").click()
-    wait_until(browser, lambda d: "order_total" in d.find_element(By.ID, "context").text)
-    assert "3750" in browser.find_element(By.ID, "context").text  # 3 x 1250
-    assert "ValidateOrder.0" in browser.find_element(By.ID, "context").text
+    wait_until(browser, lambda d: "order_total" in text_of(d, "context"))
+    assert "3750" in text_of(browser, "context")  # 3 x 1250
+    assert "ValidateOrder.0" in text_of(browser, "context")
 
     browser.find_element(By.XPATH, "//button[contains(., 'Re-run with the same input')]").click()
     wait_until(browser, lambda d: not d.current_url.endswith(f"/runs/{run.pk}/"))
@@ -94,4 +104,4 @@ def test_order_form_to_live_run_page_context_and_rerun(browser, live_server, wor
     assert rerun.pk != run.pk
     assert rerun.input == run.input
     assert "started with the input of run" in browser.find_element(By.CLASS_NAME, "messages").text
-    wait_until(browser, lambda d: d.find_element(By.ID, "run-status").text == "succeeded")
+    wait_until(browser, lambda d: text_of(d, "run-status").strip() == "succeeded")
