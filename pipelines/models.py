@@ -178,6 +178,9 @@ class StepExecution(models.Model):
     # True on the execution whose output its branch reports to the barrier.
     reported = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True)
+    rq_job = models.CharField(
+        max_length=200, blank=True, help_text="The RQ job running it (it may be a predecessor's)."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     enqueued_at = models.DateTimeField(default=timezone.now)

@@ -48,7 +48,7 @@ class Outcome:
     route: str | None = None
     wait: WaitForEvent | None = None
     # Set by succeed(): the successor this worker should run next itself, if any.
-    next_execution: tuple[int, int] | None = None
+    next_execution: Delivery | None = None
 
 
 @dataclass
@@ -68,7 +68,7 @@ def record_attempt(execution: StepExecution, number: int, status: str, **fields:
     """Write the row of an attempt that just ended. Attempts are recorded when they end
     (in the same transaction as their outcome), not when they start: a running attempt is
     the execution row itself, and this keeps a round trip off every step's claim."""
-    StepAttempt.objects.create(
+    row = StepAttempt(
         execution=execution,
         number=number,
         status=status,
@@ -77,14 +77,33 @@ def record_attempt(execution: StepExecution, number: int, status: str, **fields:
         finished_at=fields.pop("finished_at", None) or timezone.now(),
         **fields,
     )
+    # An upsert: a row for this attempt may exist (written by an earlier release, which
+    # recorded attempts when they started); the outcome replaces it.
+    StepAttempt.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["execution", "number"],
+        update_fields=[
+            "status",
+            "worker",
+            "started_at",
+            "finished_at",
+            "error",
+            "traceback",
+            "conflict_reruns",
+        ],
+    )
 
 
 def lock_run(run_id: int) -> PipelineRun:
     """Take the run's mutex (its row lock) and return the run as it is now, in one query.
 
     Every step completion, context write and run status change takes it first, so they
-    serialise per run: write-once checks, joins and halts see each other's commits."""
-    return PipelineRun.objects.select_for_update().get(pk=run_id)
+    serialise per run: write-once checks, joins and halts see each other's commits.
+    FOR NO KEY UPDATE: it excludes other holders but not the foreign-key checks of rows
+    that reference the run (a context write's history row), which FOR UPDATE would block
+    into a deadlock with a concurrent writer."""
+    return PipelineRun.objects.select_for_update(no_key=True).get(pk=run_id)
 
 
 def succeed(
@@ -143,7 +162,7 @@ def succeed(
         execution.output = outcome.output
         kept = advance_and_enqueue(run, graph, execution, outcome.output, outcome.route, keep_queue)
     if kept is not None:
-        outcome.next_execution = (kept.pk, kept.attempt)
+        outcome.next_execution = delivery(kept, graph)
     return "succeeded"
 
 

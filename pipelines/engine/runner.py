@@ -8,7 +8,6 @@ step's timeout. :mod:`pipelines.engine.complete` commits the outcome.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -51,29 +50,46 @@ logger = logging.getLogger("pipelines.runner")
 
 
 def run_chain(
-    execution_id: int, attempt: int, *, worker: str = "", queue: str | None = None
+    execution_id: int,
+    attempt: int,
+    *,
+    worker: str = "",
+    queue: str | None = None,
+    job_id: str = "",
+    job_budget: float | None = None,
 ) -> str:
     """Run an execution, then keep running its single successor on the same queue while
     the budget lasts, without a round trip through Redis and RQ for each step. Returns
-    the first execution's outcome."""
+    the first execution's outcome.
+
+    A successor is kept only when it will run here: the step budget allows one more, and
+    it fits in what is left of this RQ job's timeout (``job_budget`` seconds from now)
+    alongside the time budget. Otherwise, or if anything goes wrong, it is enqueued."""
     conf = get_settings()
-    deadline = time.monotonic() + conf.eager_seconds
-    first = None
-    for _ in range(max(1, conf.eager_steps)):
-        outcome, following = _run_one(execution_id, attempt, worker, queue)
-        first = first or outcome
-        if following is None or queue is None or time.monotonic() > deadline:
-            if following is not None:
-                enqueue([_redeliver(following[0])])  # out of budget: back to the queue
-            break
-        execution_id, attempt = following
+    started = time.monotonic()
+    deadline = started + conf.eager_seconds
+    steps_left = max(1, conf.eager_steps)
+    first: str | None = None
+    following: Delivery | None = None
+    try:
+        while True:
+            keep = queue if steps_left > 1 and time.monotonic() < deadline else None
+            outcome, following = _run_one(execution_id, attempt, worker, keep, job_id)
+            first = first or outcome
+            steps_left -= 1
+            if following is None:
+                break
+            used = time.monotonic() - started
+            if time.monotonic() > deadline or (
+                job_budget is not None and used + following.timeout > job_budget
+            ):
+                break  # out of budget: the finally clause hands it back to the queue
+            execution_id, attempt = following.execution_id, following.attempt
+            following = None
+    finally:
+        if following is not None:
+            enqueue([following])
     return first or "skipped"
-
-
-def _redeliver(execution_id: int) -> Delivery:
-    from pipelines.engine.advance import redelivery
-
-    return redelivery(StepExecution.objects.select_related("run").get(pk=execution_id))
 
 
 def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
@@ -82,9 +98,9 @@ def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
 
 
 def _run_one(
-    execution_id: int, attempt: int, worker: str, queue: str | None
-) -> tuple[str, tuple[int, int] | None]:
-    execution = _claim(execution_id, attempt, worker)
+    execution_id: int, attempt: int, worker: str, queue: str | None, job_id: str = ""
+) -> tuple[str, Delivery | None]:
+    execution = _claim(execution_id, attempt, worker, job_id)
     if execution is None:
         return "skipped", None
     run = execution.run
@@ -113,7 +129,7 @@ def _run_attempt(
     graph: Graph,
     run: PipelineRun,
     queue: str | None = None,
-) -> tuple[str, tuple[int, int] | None]:
+) -> tuple[str, Delivery | None]:
     reruns = 0
     while True:
         outcome = _execute(execution, attempt, step_class, graph, run)
@@ -147,7 +163,7 @@ def _run_attempt(
             return fail(execution, attempt, failure, graph), None
 
 
-def _claim(execution_id: int, attempt: int, worker: str) -> StepExecution | None:
+def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> StepExecution | None:
     """Two statements, no transaction: the conditional UPDATE alone decides who runs the
     attempt (its row is written when the attempt ends)."""
     now = timezone.now()
@@ -161,6 +177,7 @@ def _claim(execution_id: int, attempt: int, worker: str) -> StepExecution | None
         finished_at=None,
         retry_at=None,
         worker=worker[:200],
+        rq_job=job_id[:200],
     )
     if not claimed:
         return None
@@ -178,8 +195,21 @@ def _claim(execution_id: int, attempt: int, worker: str) -> StepExecution | None
         )
         return None
     if run.status == RunStatus.PENDING:
-        with contextlib.suppress(InvalidTransitionError):  # another claim did it first
+        try:
             run_transition(run, RunStatus.RUNNING)
+        except InvalidTransitionError:
+            # Changed since we read it: started by another claim (fine), or cancelled.
+            run.refresh_from_db(fields=["status"])
+            if run.status not in ACTIVE_RUN_STATUSES and execution.kind == StepKind.STEP:
+                step_transition(
+                    execution_id,
+                    at_attempt=attempt,
+                    current=[StepStatus.RUNNING],
+                    to=StepStatus.CANCELLED,
+                    finished_at=now,
+                    error=f"not started: run is {run.status}",
+                )
+                return None
     return execution
 
 

@@ -86,42 +86,58 @@ def _reclaim_dead(report: SweepReport) -> None:
     cutoff = timezone.now() - timedelta(seconds=conf.reclaim_after)
     dead = StepExecution.objects.filter(status=StepStatus.RUNNING, heartbeat_at__lt=cutoff)
     # heartbeat_at is set by the claim, so every running execution has one.
-    for execution in dead.select_related("run").order_by("id")[:BATCH]:
-        with transaction.atomic():
-            run = lock_run(execution.run_id)
-            attempt = execution.attempt
-            crashes = execution.crash_count + 1
-            beat = execution.heartbeat_at or cutoff
-            note = f"worker died: no heartbeat since {beat.isoformat(timespec='seconds')}"
-            out_of_budget = crashes > conf.crash_budget
-            moved = step_transition(
-                execution.pk,
-                at_attempt=attempt,
-                current=[StepStatus.RUNNING],
-                # Still silent now that we hold the lock: a resumed heartbeat wins.
-                where={"heartbeat_at__lt": cutoff},
-                to=StepStatus.FAILED if out_of_budget else StepStatus.ENQUEUED,
-                crash_count=crashes,
-                **(
-                    {"finished_at": timezone.now(), "error": note}
-                    if out_of_budget
-                    else {"attempt": attempt + 1, "enqueued_at": timezone.now(), "error": note}
-                ),
+    rows = dead.select_related("run").order_by("id")[:BATCH]
+    _each(rows, "reclaim", lambda execution: _reclaim_one(execution, cutoff, report))
+
+
+def _each(rows: Any, what: str, action: Any) -> None:
+    """Act on each row in its own transaction: one bad row (a constraint error, a vanished
+    pipeline) is logged and skipped, never blocks the rest of the pass."""
+    for row in rows:
+        try:
+            action(row)
+        except Exception:
+            logger.exception("sweeper could not %s execution %s; moving on", what, row.pk)
+            close_old_connections()
+
+
+def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> None:
+    conf = get_settings()
+    with transaction.atomic():
+        run = lock_run(execution.run_id)
+        attempt = execution.attempt
+        crashes = execution.crash_count + 1
+        beat = execution.heartbeat_at or cutoff
+        note = f"worker died: no heartbeat since {beat.isoformat(timespec='seconds')}"
+        out_of_budget = crashes > conf.crash_budget
+        moved = step_transition(
+            execution.pk,
+            at_attempt=attempt,
+            current=[StepStatus.RUNNING],
+            # Still silent now that we hold the lock: a resumed heartbeat wins.
+            where={"heartbeat_at__lt": cutoff},
+            to=StepStatus.FAILED if out_of_budget else StepStatus.ENQUEUED,
+            crash_count=crashes,
+            **(
+                {"finished_at": timezone.now(), "error": note}
+                if out_of_budget
+                else {"attempt": attempt + 1, "enqueued_at": timezone.now(), "error": note}
+            ),
+        )
+        if not moved:
+            return
+        record_attempt(execution, attempt, AttemptStatus.CRASHED, error=note)
+        if out_of_budget:
+            reason = (
+                f"killed its worker {crashes} times (crash budget "
+                f"PIPELINES_CRASH_BUDGET={conf.crash_budget}); last: {note}"
             )
-            if not moved:
-                continue
-            record_attempt(execution, attempt, AttemptStatus.CRASHED, error=note)
-            if out_of_budget:
-                reason = (
-                    f"killed its worker {crashes} times (crash budget "
-                    f"PIPELINES_CRASH_BUDGET={conf.crash_budget}); last: {note}"
-                )
-                after_final_failure(run, _graph(execution), execution, reason, attempt)
-                report.crashed_out.append(execution.pk)
-            else:
-                execution.attempt = attempt + 1
-                enqueue_on_commit([redelivery(execution, at_front=True)])
-                report.reclaimed.append(execution.pk)
+            after_final_failure(run, _graph(execution), execution, reason, attempt)
+            report.crashed_out.append(execution.pk)
+        else:
+            execution.attempt = attempt + 1
+            enqueue_on_commit([redelivery(execution, at_front=True)])
+            report.reclaimed.append(execution.pk)
 
 
 def _job_alive(statuses: dict[str, bytes | None], execution: StepExecution) -> bool:
@@ -169,20 +185,27 @@ def _expire_waits(report: SweepReport) -> None:
     expired = StepExecution.objects.filter(
         status=StepStatus.WAITING, event_deadline__lt=timezone.now()
     ).select_related("run")
-    for execution in expired.order_by("id")[:BATCH]:
-        with transaction.atomic():
-            run = lock_run(execution.run_id)
-            error = f"timed out waiting for event {execution.event_name!r}"
-            if step_transition(
-                execution.pk,
-                at_attempt=execution.attempt,
-                current=[StepStatus.WAITING],
-                to=StepStatus.FAILED,
-                error=error,
-                finished_at=timezone.now(),
-            ):
-                after_final_failure(run, _graph(execution), execution, error, execution.attempt)
-                report.timed_out_waits.append(execution.pk)
+    _each(
+        expired.order_by("id")[:BATCH],
+        "expire the wait of",
+        lambda execution: _expire_one(execution, report),
+    )
+
+
+def _expire_one(execution: StepExecution, report: SweepReport) -> None:
+    with transaction.atomic():
+        run = lock_run(execution.run_id)
+        error = f"timed out waiting for event {execution.event_name!r}"
+        if step_transition(
+            execution.pk,
+            at_attempt=execution.attempt,
+            current=[StepStatus.WAITING],
+            to=StepStatus.FAILED,
+            error=error,
+            finished_at=timezone.now(),
+        ):
+            after_final_failure(run, _graph(execution), execution, error, execution.attempt)
+            report.timed_out_waits.append(execution.pk)
 
 
 def _stop_cancelled(report: SweepReport) -> None:
@@ -192,22 +215,26 @@ def _stop_cancelled(report: SweepReport) -> None:
         run__status=RunStatus.CANCELLED,
         run__finished_at__lt=timezone.now() - grace,
     ).select_related("run")
-    for execution in overdue.order_by("id")[:BATCH]:
+    _each(overdue.order_by("id")[:BATCH], "stop", lambda execution: _stop_one(execution, report))
+
+
+def _stop_one(execution: StepExecution, report: SweepReport) -> None:
+    note = "stopped: run cancelled"
+    with transaction.atomic():  # the status and the attempt's row, together
+        lock_run(execution.run_id)
         moved = step_transition(
             execution.pk,
             at_attempt=execution.attempt,
             current=[StepStatus.RUNNING],
             to=StepStatus.CANCELLED,
             finished_at=timezone.now(),
-            error="stopped: run cancelled",
+            error=note,
         )
         if not moved:
-            continue
-        record_attempt(
-            execution, execution.attempt, AttemptStatus.FAILED, error="stopped: run cancelled"
-        )
-        _stop_job(execution)
-        report.stopped.append(execution.pk)
+            return
+        record_attempt(execution, execution.attempt, AttemptStatus.FAILED, error=note)
+    _stop_job(execution)
+    report.stopped.append(execution.pk)
 
 
 def _stop_job(execution: StepExecution) -> None:
@@ -215,7 +242,8 @@ def _stop_job(execution: StepExecution) -> None:
 
     try:
         conn = get_queue(execution.queue).connection
-        send_stop_job_command(conn, job_id(execution.pk, execution.attempt))
+        # An inline step runs inside a predecessor's job: stop the job actually running it.
+        send_stop_job_command(conn, execution.rq_job or job_id(execution.pk, execution.attempt))
     except Exception:
         # Not running in RQ any more, or Redis is away: the late result is fenced anyway.
         logger.info("could not send a stop command for execution %s", execution.pk)
