@@ -183,8 +183,11 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
         return None
     execution = StepExecution.objects.select_related("run").get(pk=execution_id)
     run = execution.run
-    if run.status not in ACTIVE_RUN_STATUSES and execution.kind == StepKind.STEP:
-        # The run ended while this job was queued: start nothing new.
+
+    def run_ended() -> bool:
+        """The run ended while this job was queued: start nothing new."""
+        if run.status in ACTIVE_RUN_STATUSES or execution.kind != StepKind.STEP:
+            return False
         step_transition(
             execution_id,
             at_attempt=attempt,
@@ -193,6 +196,9 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
             finished_at=now,
             error=f"not started: run is {run.status}",
         )
+        return True
+
+    if run_ended():
         return None
     if run.status == RunStatus.PENDING:
         try:
@@ -200,15 +206,7 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
         except InvalidTransitionError:
             # Changed since we read it: started by another claim (fine), or cancelled.
             run.refresh_from_db(fields=["status"])
-            if run.status not in ACTIVE_RUN_STATUSES and execution.kind == StepKind.STEP:
-                step_transition(
-                    execution_id,
-                    at_attempt=attempt,
-                    current=[StepStatus.RUNNING],
-                    to=StepStatus.CANCELLED,
-                    finished_at=now,
-                    error=f"not started: run is {run.status}",
-                )
+            if run_ended():
                 return None
     return execution
 
