@@ -17,9 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class BenchEnv:
-    def __init__(self) -> None:
+    def __init__(self, settings: str = "bench.settings", **extra_env: str) -> None:
         from tests.helpers.redis_server import PrivateRedis
 
+        self.settings = settings
+        self.extra_env = extra_env
         self.tmp = Path(mkdtemp(prefix="pipelines-bench-"))
         base = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
         self.admin_url = base.replace("postgres://", "postgresql://")
@@ -28,15 +30,15 @@ class BenchEnv:
         self.redis = PrivateRedis(self.tmp)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="bench.settings",
-            DATABASE_URL=self.db_url,
-            REDIS_URL=self.redis.url,
-            PYTHONPATH=str(ROOT),
-            **extra,
-        )
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": self.settings,
+            "DATABASE_URL": self.db_url,
+            "REDIS_URL": self.redis.url,
+            "PYTHONPATH": str(ROOT),
+            **self.extra_env,
+        }
 
     def __enter__(self) -> BenchEnv:
         import psycopg
@@ -77,8 +79,17 @@ class BenchEnv:
         proc.wait()
         self.procs.remove(proc)
 
-    def flush(self) -> None:
-        self.redis.client().flushall()
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a process and everything it started, as if its machine died: its
+        children (a work horse may have left the group), then its process group."""
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        for pid in map(int, children.stdout.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.procs.remove(proc)
 
     def __exit__(self, *exc: object) -> None:
         import psycopg

@@ -3,17 +3,14 @@ database connections are terminated at random. Prints what matters for durabilit
 
     python bench/soak.py --runs 100 --workers 3 --chaos-every 2
 
-Needs PostgreSQL (``SOAK_DATABASE_URL``, default postgres://postgres@127.0.0.1/...) and the
+Needs PostgreSQL (``BENCH_DATABASE_URL``, default postgres://postgres@127.0.0.1/...) and the
 ``redis-server`` binary; it creates and drops its own database and Redis.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +21,8 @@ from tempfile import mkdtemp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.env import BenchEnv  # noqa: E402
 
 
 def parse() -> argparse.Namespace:
@@ -45,56 +44,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Soak:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, env: BenchEnv) -> None:
         self.args = args
+        self.env = env
         self.rng = random.Random(args.seed)
-        self.tmp = Path(mkdtemp(prefix="pipelines-soak-"))
-        base = os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-        self.db_name = f"pipelines_soak_{os.getpid()}"
-        self.admin_url = base
-        self.db_url = base.rsplit("/", 1)[0] + "/" + self.db_name
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: list[tuple[str, float]] = []  # (worker name, unix time)
         self.faults: Counter[str] = Counter()
         self.counter = 0
 
-    def env(self) -> dict[str, str]:
-        return dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="bench.soak_settings",
-            DATABASE_URL=self.db_url,
-            REDIS_URL=self.redis.url,
-            PIPELINES_FAULT_DIR=str(self.tmp / "marks"),
-            PYTHONPATH=str(ROOT),
-        )
-
-    def setup(self) -> None:
-        import psycopg
-
-        from tests.helpers.redis_server import PrivateRedis
-
-        with psycopg.connect(
-            self.admin_url.replace("postgres://", "postgresql://"), autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}"')
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        self.redis = PrivateRedis(self.tmp)
-        self.redis.start()
-        os.environ.update(self.env())
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env(), check=True
-        )
-        import django
-
-        django.setup()
-        for _ in range(self.args.workers):
-            self.start_worker()
-
     def start_worker(self) -> None:
         self.counter += 1
         name = f"soak-w{self.counter}"
-        log = (self.tmp / f"{name}.log").open("wb")
-        self.workers[name] = subprocess.Popen(
+        self.workers[name] = self.env.start(
             [
                 sys.executable,
                 "manage.py",
@@ -104,11 +66,7 @@ class Soak:
                 "--name",
                 name,
             ],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: horse and scheduler die with it
+            name,
         )
 
     def chaos(self) -> None:
@@ -116,22 +74,11 @@ class Soak:
         self.faults[fault] += 1
         if fault == "kill_worker":
             name = self.rng.choice(sorted(self.workers))
-            proc = self.workers.pop(name)
-            # The whole worker, as if the machine died: its children (work horse, RQ's
-            # scheduler), then its process group.
-            children = subprocess.run(
-                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
-            )
-            for pid in map(int, children.stdout.split()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            self.env.kill(self.workers.pop(name))  # the whole worker, as if its machine died
             self.kills.append((name, time.time()))
             self.start_worker()
         elif fault == "flush_redis":
-            self.redis.client().flushall()
+            self.env.redis.client().flushall()
         else:
             from django.db import connection
 
@@ -139,7 +86,7 @@ class Soak:
                 cursor.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [self.db_name],
+                    [self.env.db_name],
                 )
 
     def run(self) -> dict[str, object]:
@@ -225,35 +172,17 @@ class Soak:
             "restart_p99_s": round(percentile(restarts, 0.99), 2),
         }
 
-    def teardown(self) -> None:
-        import psycopg
-        from django.db import connection
-
-        for proc in self.workers.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.workers.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        connection.close()
-        self.redis.stop()
-        with psycopg.connect(
-            self.admin_url.replace("postgres://", "postgresql://"), autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-
 
 def main() -> None:
     args = parse()
-    soak = Soak(args)
-    soak.setup()
-    try:
+    # The test settings' second-scale recovery timings and pipelines, with a crash budget
+    # that random kills cannot spend; steps report body runs through files.
+    marks = Path(mkdtemp(prefix="pipelines-soak-marks-"))
+    with BenchEnv("bench.soak_settings", PIPELINES_FAULT_DIR=str(marks)) as env:
+        soak = Soak(args, env)
+        for _ in range(args.workers):
+            soak.start_worker()
         result = soak.run()
-    finally:
-        soak.teardown()
     from django.conf import settings
 
     budget = settings.PIPELINES_RECLAIM_AFTER + settings.PIPELINES_SWEEP_INTERVAL

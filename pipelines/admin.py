@@ -3,7 +3,6 @@ with actions that call the same services as the dashboard."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -18,6 +17,7 @@ from pipelines import selectors, services
 from pipelines.exceptions import PipelineError
 from pipelines.masking import mask, mask_entry
 from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
+from pipelines.templatetags.pipelines_tags import elapsed, pretty_json
 
 INLINE_ROWS = 50
 
@@ -40,8 +40,7 @@ class RunLinkMixin:
 
 
 def pretty(value: Any) -> SafeString:
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
+    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', pretty_json(value))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -167,8 +166,6 @@ class PipelineRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="duration")
     def duration(self, obj: PipelineRun) -> str:
-        from pipelines.templatetags.pipelines_tags import elapsed
-
         return elapsed(obj.created_at, obj.finished_at)
 
     @admin.display(description="dashboard")

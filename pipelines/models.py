@@ -213,14 +213,6 @@ class StepExecution(models.Model):
     def idempotency_key(self) -> str:
         return f"pipelines-run{self.run_id}-step{self.pk}"
 
-    @property
-    def is_halt_handler(self) -> bool:
-        return self.kind == StepKind.HALT
-
-    @property
-    def is_compensation(self) -> bool:
-        return self.kind == StepKind.COMPENSATION
-
 
 class StepAttempt(models.Model):
     execution = models.ForeignKey(StepExecution, on_delete=models.CASCADE, related_name="attempts")

@@ -25,10 +25,6 @@ STEPS_PER_PAGE = 50
 KEYS_PER_PAGE = 100
 
 
-def run_get(*, run_id: int) -> PipelineRun:
-    return PipelineRun.objects.get(pk=run_id)
-
-
 def runs_with_progress(queryset: QuerySet[PipelineRun]) -> QuerySet[PipelineRun]:
     """Annotate steps done / created so far, in the same query as the runs."""
     return queryset.annotate(

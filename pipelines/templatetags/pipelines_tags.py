@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from django import template
 from django.utils import timezone
@@ -28,3 +30,8 @@ def elapsed(start: datetime | None, end: datetime | None = None) -> str:
     if start is None:
         return NOTHING
     return seconds(((end or timezone.now()) - start).total_seconds())
+
+
+def pretty_json(value: Any) -> str:
+    """Indented, key-sorted JSON for people to read (escaped by whoever shows it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

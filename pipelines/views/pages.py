@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,15 +15,12 @@ from pipelines.exceptions import UnknownPipelineError
 from pipelines.graph_svg import render_svg
 from pipelines.masking import mask
 from pipelines.models import ACTIVE_RUN_STATUSES, PipelineRun, RunStatus, StepExecution
+from pipelines.templatetags.pipelines_tags import pretty_json
 from pipelines.timeline import render_timeline
 from pipelines.views.access import staff_required
 
 RUNS_PER_PAGE = 25
 SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
-
-
-def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 @staff_required
@@ -112,8 +108,8 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
         "steps": [
             {
                 "execution": execution,
-                "payload": pretty(mask(execution.payload)),
-                "output": pretty(mask(execution.output)),
+                "payload": pretty_json(mask(execution.payload)),
+                "output": pretty_json(mask(execution.output)),
                 "attempts": list(execution.attempts.all()),
             }
             for execution in steps_page.object_list
@@ -135,10 +131,10 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context = _live_context(request, run)
     context.update(
         {
-            "input": pretty(mask(run.input)),
-            "output": pretty(mask(run.output)),
+            "input": pretty_json(mask(run.input)),
+            "output": pretty_json(mask(run.output)),
             **_context_table(request, run),
-            "snapshot": None if snapshot is None else pretty(snapshot),
+            "snapshot": None if snapshot is None else pretty_json(snapshot),
             "snapshot_step": snapshot_step,
             "finished_steps": StepExecution.objects.filter(run=run, finished_at__isnull=False)
             .order_by("id")
@@ -162,7 +158,11 @@ def _context_table(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
         "active": run.status in ACTIVE_RUN_STATUSES,
         "keys_page": keys_page,
         "entries": [
-            {"entry": e, "value": pretty(e.value), "earlier": [pretty(v) for v in e.earlier]}
+            {
+                "entry": e,
+                "value": pretty_json(e.value),
+                "earlier": [pretty_json(v) for v in e.earlier],
+            }
             for e in entries
         ],
     }
