@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ def _float(name: str) -> float:
     return float(_get(name))  # type: ignore[arg-type]
 
 
+@cache
 def get_settings() -> PipelineSettings:
+    """The settings, read once per process: this is on every step's path, and Django's
+    lazy settings are slow to read. ``override_settings`` (setting_changed) clears it."""
     return PipelineSettings(
         queue=str(_get("PIPELINES_QUEUE")),
         retries=_int("PIPELINES_RETRIES"),
@@ -101,3 +107,8 @@ def get_settings() -> PipelineSettings:
         eager_steps=_int("PIPELINES_EAGER_STEPS"),
         eager_seconds=_float("PIPELINES_EAGER_SECONDS"),
     )
+
+
+@receiver(setting_changed)
+def _forget_settings(**kwargs: object) -> None:
+    get_settings.cache_clear()

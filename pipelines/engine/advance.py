@@ -6,6 +6,7 @@ it creates commits (and is enqueued) together with the step's own result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import F
@@ -83,25 +84,59 @@ def _open_barrier(
     )
 
 
+@dataclass(frozen=True)
+class Single:
+    """A step that leads to one place: the next node in the step's own frame, or the
+    run's end (``node`` None), and the fields to save on the step itself."""
+
+    node: str | None
+    own_fields: dict[str, Any]
+
+
+def single_successor(
+    graph: Graph, execution: StepExecution, output: Any, route: str | None
+) -> Single | None:
+    """What follows a chain, a divert or a top-level end; None for the transitions that
+    need the database to decide (divide, expand, the arrival at a join)."""
+    transition = graph.node(execution.node).transition
+    if isinstance(transition, Chain):
+        return Single(transition.next, {})
+    if isinstance(transition, Divert):
+        routes = dict(transition.routes)
+        key = route if route is not None else (output if isinstance(output, str) else None)
+        chosen = key if key in routes else "otherwise"
+        return Single(routes.get(chosen, transition.otherwise), {"route": chosen})
+    if isinstance(transition, End) and execution.barrier_id is None:
+        return Single(None, {})
+    return None
+
+
+def same_frame(
+    run: PipelineRun, graph: Graph, execution: StepExecution, node_id: str, payload: Any
+) -> StepExecution:
+    """A new execution in the same divide/expand branch as ``execution``."""
+    return new_execution(
+        run,
+        graph,
+        node_id,
+        payload,
+        barrier_id=execution.barrier_id,
+        branch_index=execution.branch_index,
+    )
+
+
 def advance(
     run: PipelineRun, graph: Graph, execution: StepExecution, output: Any, route: str | None
 ) -> tuple[list[StepExecution], dict[str, Any]]:
     """Create the executions that follow ``execution``; return them and the fields to save
     on ``execution`` itself (``reported``, ``route``)."""
+    single = single_successor(graph, execution, output, route)
+    if single is not None:
+        if single.node is None:
+            run_transition(run, RunStatus.SUCCEEDED, output=output)
+            return [], {}
+        return [same_frame(run, graph, execution, single.node, output)], single.own_fields
     transition = graph.node(execution.node).transition
-
-    def same_frame(node_id: str, payload: Any) -> StepExecution:
-        return new_execution(
-            run,
-            graph,
-            node_id,
-            payload,
-            barrier_id=execution.barrier_id,
-            branch_index=execution.branch_index,
-        )
-
-    if isinstance(transition, Chain):
-        return [same_frame(transition.next, output)], {}
     if isinstance(transition, Divide):
         barrier = _open_barrier(run, execution, transition.join, len(transition.branches))
         created = [
@@ -117,23 +152,14 @@ def advance(
                 f"limit of {limit} (PIPELINES_MAX_EXPAND)"
             )
         if not output:
-            return [same_frame(transition.join, [])], {}
+            return [same_frame(run, graph, execution, transition.join, [])], {}
         barrier = _open_barrier(run, execution, transition.join, len(output))
         created = [
             new_execution(run, graph, transition.entry, item, barrier_id=barrier.pk, branch_index=i)
             for i, item in enumerate(output)
         ]
         return created, {}
-    if isinstance(transition, Divert):
-        routes = dict(transition.routes)
-        key = route if route is not None else (output if isinstance(output, str) else None)
-        chosen = key if key in routes else "otherwise"
-        entry = routes.get(chosen, transition.otherwise)
-        return [same_frame(entry, output)], {"route": chosen}
-    assert isinstance(transition, End)
-    if execution.barrier_id is None:
-        run_transition(run, RunStatus.SUCCEEDED, output=output)
-        return [], {}
+    assert isinstance(transition, End)  # in a branch: the arrival at its join
     return _arrive(run, graph, execution), {"reported": True}
 
 

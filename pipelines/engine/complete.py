@@ -18,7 +18,8 @@ from django.utils import timezone
 from pipelines import context_sql
 from pipelines.context import StepContext
 from pipelines.dsl import Graph, WaitForEvent
-from pipelines.engine.advance import Halt, advance, delivery, new_execution
+from pipelines.engine.advance import Halt, advance, delivery, new_execution, single_successor
+from pipelines.engine.continuation import Keep
 from pipelines.engine.enqueue import Delivery, enqueue_on_commit
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import StepConflict
@@ -47,8 +48,8 @@ class Outcome:
     context: StepContext
     route: str | None = None
     wait: WaitForEvent | None = None
-    # Set by succeed(): the successor this worker should run next itself, if any.
-    next_execution: Delivery | None = None
+    # Set by succeed(): the successor claimed for this worker to run next, if any.
+    next_execution: StepExecution | None = None
 
 
 @dataclass
@@ -112,10 +113,21 @@ def succeed(
     graph: Graph,
     outcome: Outcome,
     reruns: int,
-    keep_queue: str | None = None,
+    keep: Keep | None = None,
 ) -> str:
-    now = timezone.now()
+    """Commit a body's success and what follows it. With ``keep``, a single successor this
+    worker may run next is claimed by the same commit and left in
+    ``outcome.next_execution``."""
     waiting = outcome.wait is not None
+    if context_sql.server_side() and execution.kind == StepKind.STEP and not waiting:
+        single = single_successor(graph, execution, outcome.output, outcome.route)
+        if single is not None:
+            from pipelines.engine.commit_sql import succeed_single
+
+            result = succeed_single(execution, attempt, graph, outcome, reruns, single, keep)
+            if result is not None:
+                return result
+    now = timezone.now()
     with transaction.atomic():
         run = lock_run(execution.run_id)
         fields: dict[str, Any] = {"finished_at": now, "error": ""}
@@ -160,9 +172,9 @@ def succeed(
                 run_transition(run, RunStatus.WAITING)
             return "waiting"
         execution.output = outcome.output
-        kept = advance_and_enqueue(run, graph, execution, outcome.output, outcome.route, keep_queue)
-    if kept is not None:
-        outcome.next_execution = delivery(kept, graph)
+        outcome.next_execution = advance_and_enqueue(
+            run, graph, execution, outcome.output, outcome.route, keep
+        )
     return "succeeded"
 
 
@@ -172,13 +184,12 @@ def advance_and_enqueue(
     execution: StepExecution,
     output: Any,
     route: str | None,
-    keep_queue: str | None = None,
+    keep: Keep | None = None,
 ) -> StepExecution | None:
     """Create what follows a completed execution; halt the run if that is impossible.
 
-    With ``keep_queue``, a single successor on that queue is not enqueued but returned, for
-    the calling worker to run at once (see runner.run_execution). It is committed like any
-    other, so if the worker dies before claiming it, the sweeper enqueues it."""
+    With ``keep``, a single successor that this worker may run next is inserted already
+    claimed by it and returned instead of enqueued (see :mod:`.continuation`)."""
     try:
         created, own_fields = advance(run, graph, execution, output, route)
     except Halt as halt:
@@ -186,10 +197,11 @@ def advance_and_enqueue(
         return None
     if own_fields:
         StepExecution.objects.filter(pk=execution.pk).update(**own_fields)
-    StepExecution.objects.bulk_create(created)
     kept = None
-    if keep_queue is not None and len(created) == 1 and created[0].queue == keep_queue:
+    if keep is not None and len(created) == 1 and keep.takes(created[0], graph):
         kept = created[0]
+        keep.claim(kept)
+    StepExecution.objects.bulk_create(created)
     enqueue_on_commit([delivery(e, graph) for e in created if e is not kept])
     return kept
 

@@ -18,12 +18,13 @@ from django.db import close_old_connections
 from django.utils import timezone
 from rq.timeouts import UnixSignalDeathPenalty
 
-from pipelines import registry
+from pipelines import context_sql, registry
 from pipelines.conf import get_settings
 from pipelines.context import StepContext
 from pipelines.dsl import Expand, Graph, Route, WaitForEvent
+from pipelines.engine import claim_sql
 from pipelines.engine.complete import Failure, Outcome, fail, succeed
-from pipelines.engine.enqueue import Delivery, enqueue
+from pipelines.engine.continuation import Keep, release
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import (
@@ -64,46 +65,58 @@ def run_chain(
 
     A successor is kept only when it will run here: the step budget allows one more, and
     it fits in what is left of this RQ job's timeout (``job_budget`` seconds from now)
-    alongside the time budget. Otherwise, or if anything goes wrong, it is enqueued."""
+    alongside the time budget. The commit that creates a kept successor also claims it
+    (see :mod:`.continuation`); if anything goes wrong before it runs, it is handed back
+    to the queue."""
     conf = get_settings()
     started = time.monotonic()
-    deadline = started + conf.eager_seconds
     steps_left = max(1, conf.eager_steps)
+    execution = _claim(execution_id, attempt, worker, job_id)
+    if execution is None:
+        return "skipped"
     first: str | None = None
-    following: Delivery | None = None
-    try:
-        while True:
-            keep = queue if steps_left > 1 and time.monotonic() < deadline else None
-            outcome, following = _run_one(execution_id, attempt, worker, keep, job_id)
-            first = first or outcome
-            steps_left -= 1
-            if following is None:
-                break
-            used = time.monotonic() - started
-            if time.monotonic() > deadline or (
-                job_budget is not None and used + following.timeout > job_budget
-            ):
-                break  # out of budget: the finally clause hands it back to the queue
-            execution_id, attempt = following.execution_id, following.attempt
-            following = None
-    finally:
-        if following is not None:
-            enqueue([following])
+    graph: Graph | None = None
+    # Outside the loop body, ``claimed`` is an execution claimed for this worker that has
+    # not started: the one to hand back if the loop is left early.
+    claimed: StepExecution | None = execution
+    with Heartbeat() as heartbeat:
+        try:
+            while claimed is not None:
+                execution, claimed = claimed, None
+                keep = None
+                if queue is not None and steps_left > 1:
+                    keep = Keep(
+                        queue,
+                        worker,
+                        job_id,
+                        deadline=started + conf.eager_seconds,
+                        job_deadline=None if job_budget is None else started + job_budget,
+                    )
+                outcome, claimed, graph = _run_claimed(execution, heartbeat, keep)
+                first = first or outcome
+                steps_left -= 1
+        finally:
+            if claimed is not None and graph is not None:
+                release(claimed, graph)
     return first or "skipped"
 
 
 def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
     """Run one delivered execution (no continuation). Returns what happened."""
-    return _run_one(execution_id, attempt, worker, None)[0]
-
-
-def _run_one(
-    execution_id: int, attempt: int, worker: str, queue: str | None, job_id: str = ""
-) -> tuple[str, Delivery | None]:
-    execution = _claim(execution_id, attempt, worker, job_id)
+    execution = _claim(execution_id, attempt, worker)
     if execution is None:
-        return "skipped", None
+        return "skipped"
+    with Heartbeat() as heartbeat:
+        return _run_claimed(execution, heartbeat, None)[0]
+
+
+def _run_claimed(
+    execution: StepExecution, heartbeat: Heartbeat, keep: Keep | None
+) -> tuple[str, StepExecution | None, Graph | None]:
+    """Run a claimed execution's body and commit its outcome. Returns the outcome, the
+    successor claimed for this worker (if any) and the graph."""
     run = execution.run
+    attempt = execution.attempt
     graph: Graph | None = None
     try:
         graph = registry.get(run.pipeline).graph
@@ -117,9 +130,10 @@ def _run_one(
             traceback.format_exc(),
             retryable=False,
         )
-        return fail(execution, attempt, failure, graph), None
-    with Heartbeat(execution.pk, attempt):
-        return _run_attempt(execution, attempt, node.step, graph, run, queue)
+        return fail(execution, attempt, failure, graph), None, graph
+    with heartbeat.watch(execution.pk, attempt):
+        outcome, following = _run_attempt(execution, attempt, node.step, graph, run, keep)
+    return outcome, following, graph
 
 
 def _run_attempt(
@@ -128,15 +142,15 @@ def _run_attempt(
     step_class: type[Step],
     graph: Graph,
     run: PipelineRun,
-    queue: str | None = None,
-) -> tuple[str, Delivery | None]:
+    keep: Keep | None = None,
+) -> tuple[str, StepExecution | None]:
     reruns = 0
     while True:
         outcome = _execute(execution, attempt, step_class, graph, run)
         if isinstance(outcome, Failure):
             return fail(execution, attempt, outcome, graph), None
         try:
-            result = succeed(execution, attempt, graph, outcome, reruns, keep_queue=queue)
+            result = succeed(execution, attempt, graph, outcome, reruns, keep=keep)
             return result, outcome.next_execution
         except StepConflict:
             # A concurrent step committed a key this attempt staged. Run the body again so
@@ -164,24 +178,29 @@ def _run_attempt(
 
 
 def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> StepExecution | None:
-    """Two statements, no transaction: the conditional UPDATE alone decides who runs the
-    attempt (its row is written when the attempt ends)."""
+    """No transaction: the conditional UPDATE alone decides who runs the attempt (its row
+    is written when the attempt ends). One statement on PostgreSQL, two elsewhere."""
     now = timezone.now()
-    claimed = step_transition(
-        execution_id,
-        at_attempt=attempt,
-        current=CLAIMABLE_STEP_STATUSES,
-        to=StepStatus.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        finished_at=None,
-        retry_at=None,
-        worker=worker[:200],
-        rq_job=job_id[:200],
-    )
-    if not claimed:
-        return None
-    execution = StepExecution.objects.select_related("run").get(pk=execution_id)
+    if context_sql.server_side():
+        execution = claim_sql.claim(execution_id, attempt, worker, job_id, now)
+        if execution is None:
+            return None
+    else:
+        claimed = step_transition(
+            execution_id,
+            at_attempt=attempt,
+            current=CLAIMABLE_STEP_STATUSES,
+            to=StepStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            retry_at=None,
+            worker=worker[:200],
+            rq_job=job_id[:200],
+        )
+        if not claimed:
+            return None
+        execution = StepExecution.objects.select_related("run").get(pk=execution_id)
     run = execution.run
 
     def run_ended() -> bool:

@@ -85,7 +85,7 @@ def step_transition(
         if to not in STEP_TRANSITIONS[status]:
             raise InvalidTransitionError(f"a step execution cannot go from {status} to {to}")
     return bool(
-        StepExecution.objects.filter(
-            pk=execution_id, attempt=at_attempt, status__in=current
-        ).update(status=to, **fields)
+        StepExecution.objects.filter(pk=execution_id, attempt=at_attempt, status__in=current)
+        .filter(**(where or {}))
+        .update(status=to, **fields)
     )
