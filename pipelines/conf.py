@@ -30,6 +30,7 @@ class PipelineSettings:
     cancel_grace: float
     eager_steps: int
     eager_seconds: float
+    expand_batch: int
 
 
 DEFAULTS = {
@@ -68,6 +69,9 @@ DEFAULTS = {
     # per step. 1 turns it off.
     "PIPELINES_EAGER_STEPS": 20,
     "PIPELINES_EAGER_SECONDS": 2.0,
+    # A big expand's items share RQ jobs of up to this many items, run one after another
+    # within the same budgets (every expand keeps at least 64 jobs). 1 turns it off.
+    "PIPELINES_EXPAND_BATCH": 10,
 }
 
 
@@ -106,6 +110,7 @@ def get_settings() -> PipelineSettings:
         cancel_grace=_float("PIPELINES_CANCEL_GRACE"),
         eager_steps=_int("PIPELINES_EAGER_STEPS"),
         eager_seconds=_float("PIPELINES_EAGER_SECONDS"),
+        expand_batch=_int("PIPELINES_EXPAND_BATCH"),
     )
 
 

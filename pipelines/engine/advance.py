@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from pipelines.conf import get_settings
 from pipelines.dsl import Chain, Divert, Divide, End, Expand, Graph
-from pipelines.engine.enqueue import Delivery
+from pipelines.engine.enqueue import BATCH_PREFIX, Batch, Delivery, batch_job_id
 from pipelines.engine.transitions import run_transition
 from pipelines.exceptions import OutputValueError
 from pipelines.models import (
@@ -54,6 +54,30 @@ def new_execution(
         barrier_id=barrier_id,
         branch_index=branch_index,
     )
+
+
+def batch_size(items: int) -> int:
+    """Items per job for an expand of ``items``: one job per item costs an RQ round trip
+    per item, which dominated big fan-outs, so they share jobs of up to
+    PIPELINES_EXPAND_BATCH items. Small expands keep a job per item, and every expand
+    keeps at least 64 jobs, so that many workers can share it."""
+    return max(1, min(get_settings().expand_batch, items // 64))
+
+
+def deliveries(created: list[StepExecution], graph: Graph) -> list[Delivery | Batch]:
+    """The jobs for new executions: one each, or one per batch for expand items."""
+    jobs: list[Delivery | Batch] = []
+    batches: dict[str, list[StepExecution]] = {}
+    for execution in created:
+        if execution.rq_job.startswith(BATCH_PREFIX) and execution.status == StepStatus.ENQUEUED:
+            batches.setdefault(execution.rq_job, []).append(execution)
+        else:
+            jobs.append(delivery(execution, graph))
+    for name, members in batches.items():
+        first = delivery(members[0], graph)
+        items = tuple((e.pk, e.attempt) for e in members)
+        jobs.append(Batch(items, first.queue, first.timeout, name))
+    return jobs
 
 
 def delivery(execution: StepExecution, graph: Graph) -> Delivery:
@@ -158,6 +182,11 @@ def advance(
             new_execution(run, graph, transition.entry, item, barrier_id=barrier.pk, branch_index=i)
             for i, item in enumerate(output)
         ]
+        size = batch_size(len(created))
+        if size > 1:
+            for start in range(0, len(created), size):
+                for item in created[start : start + size]:
+                    item.rq_job = batch_job_id(barrier.pk, start)
         return created, {}
     assert isinstance(transition, End)  # in a branch: the arrival at its join
     return _arrive(run, graph, execution), {"reported": True}
@@ -175,10 +204,20 @@ def _arrive(run: PipelineRun, graph: Graph, execution: StepExecution) -> list[St
     barrier = JoinBarrier.objects.get(pk=barrier_id)
     if barrier.arrived < barrier.expected or barrier.fired_at is not None:
         return []
+    return fire_join(run, graph, execution, barrier)
+
+
+def fire_join(
+    run: PipelineRun, graph: Graph, execution: StepExecution, barrier: JoinBarrier
+) -> list[StepExecution]:
+    """The last arrival at ``barrier`` starts its join with the branches' outputs in
+    branch order. Called once per barrier: by the transaction whose increment completed
+    it, which holds the run's lock and the barrier row's."""
+    barrier_id = barrier.pk
     JoinBarrier.objects.filter(pk=barrier_id).update(fired_at=timezone.now())
 
-    # This execution's own "reported" flag is saved by the caller after we return, so its
-    # output is taken from memory rather than from the query.
+    # This execution's own "reported" flag may be saved by the caller after we return, so
+    # its output is taken from memory rather than from the query.
     outputs = dict(
         StepExecution.objects.filter(barrier_id=barrier_id, reported=True)
         .exclude(pk=execution.pk)

@@ -17,8 +17,15 @@ from django.utils import timezone
 
 from pipelines import context_sql
 from pipelines.context import StepContext
-from pipelines.dsl import Graph, WaitForEvent
-from pipelines.engine.advance import Halt, advance, delivery, new_execution, single_successor
+from pipelines.dsl import End, Graph, WaitForEvent
+from pipelines.engine.advance import (
+    Halt,
+    advance,
+    deliveries,
+    delivery,
+    new_execution,
+    single_successor,
+)
 from pipelines.engine.continuation import Keep
 from pipelines.engine.enqueue import Delivery, enqueue_on_commit
 from pipelines.engine.transitions import run_transition, step_transition
@@ -120,13 +127,20 @@ def succeed(
     ``outcome.next_execution``."""
     waiting = outcome.wait is not None
     if context_sql.server_side() and execution.kind == StepKind.STEP and not waiting:
-        single = single_successor(graph, execution, outcome.output, outcome.route)
-        if single is not None:
-            from pipelines.engine.commit_sql import succeed_single
+        # The frequent shapes commit in one statement on PostgreSQL (see commit_sql);
+        # None means the run is no longer active, which the general path below handles.
+        from pipelines.engine import commit_sql
 
-            result = succeed_single(execution, attempt, graph, outcome, reruns, single, keep)
-            if result is not None:
-                return result
+        single = single_successor(graph, execution, outcome.output, outcome.route)
+        result: str | None = None
+        if single is not None:
+            result = commit_sql.succeed_single(
+                execution, attempt, graph, outcome, reruns, single, keep
+            )
+        elif isinstance(graph.node(execution.node).transition, End):
+            result = commit_sql.succeed_arrival(execution, attempt, graph, outcome, reruns, keep)
+        if result is not None:
+            return result
     now = timezone.now()
     with transaction.atomic():
         run = lock_run(execution.run_id)
@@ -197,12 +211,20 @@ def advance_and_enqueue(
         return None
     if own_fields:
         StepExecution.objects.filter(pk=execution.pk).update(**own_fields)
+    return create_and_enqueue(created, graph, keep)
+
+
+def create_and_enqueue(
+    created: list[StepExecution], graph: Graph, keep: Keep | None
+) -> StepExecution | None:
+    """Insert new executions and enqueue them when the transaction commits; a single one
+    that ``keep`` takes is inserted claimed instead, and returned."""
     kept = None
     if keep is not None and len(created) == 1 and keep.takes(created[0], graph):
         kept = created[0]
         keep.claim(kept)
     StepExecution.objects.bulk_create(created)
-    enqueue_on_commit([delivery(e, graph) for e in created if e is not kept])
+    enqueue_on_commit(deliveries([e for e in created if e is not kept], graph))
     return kept
 
 

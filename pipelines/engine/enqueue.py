@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +14,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 ENGINE_FUNCTION = "pipelines.engine.tasks.execute_step"
+BATCH_FUNCTION = "pipelines.engine.tasks.execute_steps"
+ENGINE_FUNCTIONS = (ENGINE_FUNCTION, BATCH_FUNCTION)
 logger = logging.getLogger("pipelines.enqueue")
 
 
@@ -28,9 +30,28 @@ class Delivery:
     at_front: bool = False
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One job for several first attempts of an expand's items, run one after another
+    (see runner.run_batch). Each item's ``rq_job`` names this job until it is claimed,
+    so the sweeper can tell whether the job that should run it is still queued."""
+
+    items: tuple[tuple[int, int], ...]  # (execution_id, attempt)
+    queue: str
+    timeout: int
+    job_id: str
+
+
 def job_id(execution_id: int, attempt: int) -> str:
     # One job id per attempt: re-enqueueing the same attempt overwrites the same job.
     return f"pipelines-{execution_id}-{attempt}"
+
+
+BATCH_PREFIX = "pipelines-batch-"
+
+
+def batch_job_id(barrier_id: int, first_branch: int) -> str:
+    return f"{BATCH_PREFIX}{barrier_id}-{first_branch}"
 
 
 _queues: dict[tuple[str, str, int], Queue] = {}
@@ -68,14 +89,26 @@ def _job_options(d: Delivery) -> dict[str, Any]:
     }
 
 
-def enqueue(deliveries: Iterable[Delivery]) -> None:
+def _batch_job(b: Batch) -> Any:
+    return Queue.prepare_data(
+        BATCH_FUNCTION,
+        args=([list(item) for item in b.items],),
+        job_id=b.job_id,
+        timeout=b.timeout,
+        result_ttl=0,
+        description=f"pipelines step executions {', '.join(str(i) for i, _ in b.items)}",
+    )
+
+
+def enqueue(deliveries: Iterable[Delivery | Batch]) -> None:
     """Push jobs to Redis, one round trip per queue for immediate deliveries."""
-    by_queue: dict[str, list[Delivery]] = defaultdict(list)
+    by_queue: dict[str, list[Delivery | Batch]] = defaultdict(list)
     for delivery in deliveries:
         by_queue[delivery.queue].append(delivery)
-    for name, items in by_queue.items():
+    for name, all_items in by_queue.items():
         queue = get_queue(name)
-        now = [
+        items = [d for d in all_items if isinstance(d, Delivery)]
+        now = [_batch_job(b) for b in all_items if isinstance(b, Batch)] + [
             Queue.prepare_data(
                 ENGINE_FUNCTION, timeout=d.timeout, at_front=d.at_front, **_job_options(d)
             )
@@ -97,18 +130,20 @@ def enqueue(deliveries: Iterable[Delivery]) -> None:
                 )
 
 
-def _enqueue_logged(deliveries: list[Delivery]) -> None:
+def _enqueue_logged(deliveries: list[Delivery | Batch]) -> None:
     try:
         enqueue(deliveries)
     except Exception:
         # The rows are committed and say these executions must run; a lost enqueue is
         # recovered from the database, so the caller's request must not fail here.
         logger.exception(
-            "could not enqueue step executions %s", [d.execution_id for d in deliveries]
+            "could not enqueue step executions %s",
+            [d.execution_id if isinstance(d, Delivery) else d.items for d in deliveries],
         )
 
 
-def enqueue_on_commit(deliveries: list[Delivery]) -> None:
+def enqueue_on_commit(deliveries: Sequence[Delivery | Batch]) -> None:
     """Enqueue once the current transaction commits; nothing if it rolls back."""
     if deliveries:
-        transaction.on_commit(lambda: _enqueue_logged(deliveries))
+        jobs = list(deliveries)
+        transaction.on_commit(lambda: _enqueue_logged(jobs))

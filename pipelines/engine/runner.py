@@ -23,8 +23,10 @@ from pipelines.conf import get_settings
 from pipelines.context import StepContext
 from pipelines.dsl import Expand, Graph, Route, WaitForEvent
 from pipelines.engine import claim_sql
+from pipelines.engine.advance import redelivery
 from pipelines.engine.complete import Failure, Outcome, fail, succeed
-from pipelines.engine.continuation import Keep, release
+from pipelines.engine.continuation import COMMIT_MARGIN, Keep, release
+from pipelines.engine.enqueue import enqueue
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import (
@@ -68,36 +70,106 @@ def run_chain(
     alongside the time budget. The commit that creates a kept successor also claims it
     (see :mod:`.continuation`); if anything goes wrong before it runs, it is handed back
     to the queue."""
-    conf = get_settings()
-    started = time.monotonic()
-    steps_left = max(1, conf.eager_steps)
+    budget = _Budget(queue, worker, job_id, job_budget)
     execution = _claim(execution_id, attempt, worker, job_id)
     if execution is None:
         return "skipped"
+    with Heartbeat() as heartbeat:
+        return _run_from(execution, heartbeat, budget)
+
+
+def run_batch(
+    items: list[tuple[int, int]],
+    *,
+    worker: str = "",
+    queue: str | None = None,
+    job_id: str = "",
+    job_budget: float | None = None,
+) -> str:
+    """Run the items of a batch job (an expand's items; see advance.batch_size) one after
+    another, each with its own claim, while the budget lasts; then hand the rest back to
+    the queue as jobs of their own. Returns how many ran."""
+    budget = _Budget(queue, worker, job_id, job_budget)
+    ran = 0
+    step_timeout = 0.0  # the items' (they run the same step), known from the first claim
+    with Heartbeat() as heartbeat:
+        for index, (execution_id, attempt) in enumerate(items):
+            if index and not budget.fits_another(step_timeout):
+                _hand_back(items[index:])
+                break
+            execution = _claim(execution_id, attempt, worker, job_id)
+            if execution is None:
+                continue
+            if not step_timeout:
+                step_timeout = _step_timeout(execution)
+            _run_from(execution, heartbeat, budget)
+            ran += 1
+    return f"ran {ran} of {len(items)}"
+
+
+def _step_timeout(execution: StepExecution) -> float:
+    try:
+        graph = registry.get(execution.run.pipeline).graph
+        return float(graph.node(execution.node).step.step_timeout())
+    except (PipelineError, KeyError):
+        return float(get_settings().step_timeout)
+
+
+class _Budget:
+    """How long one RQ job may go on running steps: PIPELINES_EAGER_STEPS steps and
+    PIPELINES_EAGER_SECONDS seconds, within the job's own timeout."""
+
+    def __init__(
+        self, queue: str | None, worker: str, job_id: str, job_budget: float | None
+    ) -> None:
+        conf = get_settings()
+        self.started = time.monotonic()
+        self.steps_left = max(1, conf.eager_steps)
+        self.queue = queue
+        self.worker = worker
+        self.job_id = job_id
+        self.deadline = self.started + conf.eager_seconds
+        self.job_deadline = None if job_budget is None else self.started + job_budget
+
+    def keep(self) -> Keep | None:
+        """Who may run the next step inline, if the step budget allows one more."""
+        if self.queue is None or self.steps_left <= 1:
+            return None
+        return Keep(self.queue, self.worker, self.job_id, self.deadline, self.job_deadline)
+
+    def fits_another(self, step_timeout: float) -> bool:
+        """Whether a batch goes on with an item whose body may take ``step_timeout``."""
+        if self.steps_left <= 1 or time.monotonic() >= self.deadline:
+            return False
+        needs = step_timeout + COMMIT_MARGIN
+        return self.job_deadline is None or time.monotonic() + needs <= self.job_deadline
+
+
+def _hand_back(items: list[tuple[int, int]]) -> None:
+    """Items this batch job will not run get jobs of their own (a claim that already
+    happened elsewhere makes them no-ops)."""
+    rows = StepExecution.objects.filter(
+        pk__in=[i for i, _ in items], status=StepStatus.ENQUEUED
+    ).select_related("run")
+    enqueue([redelivery(e) for e in rows])
+
+
+def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: _Budget) -> str:
+    """Run a claimed execution and the successors it hands this worker."""
     first: str | None = None
     graph: Graph | None = None
     # Outside the loop body, ``claimed`` is an execution claimed for this worker that has
     # not started: the one to hand back if the loop is left early.
     claimed: StepExecution | None = execution
-    with Heartbeat() as heartbeat:
-        try:
-            while claimed is not None:
-                execution, claimed = claimed, None
-                keep = None
-                if queue is not None and steps_left > 1:
-                    keep = Keep(
-                        queue,
-                        worker,
-                        job_id,
-                        deadline=started + conf.eager_seconds,
-                        job_deadline=None if job_budget is None else started + job_budget,
-                    )
-                outcome, claimed, graph = _run_claimed(execution, heartbeat, keep)
-                first = first or outcome
-                steps_left -= 1
-        finally:
-            if claimed is not None and graph is not None:
-                release(claimed, graph)
+    try:
+        while claimed is not None:
+            execution, claimed = claimed, None
+            outcome, claimed, graph = _run_claimed(execution, heartbeat, budget.keep())
+            first = first or outcome
+            budget.steps_left -= 1
+    finally:
+        if claimed is not None and graph is not None:
+            release(claimed, graph)
     return first or "skipped"
 
 

@@ -38,7 +38,14 @@ from pipelines.conf import get_settings
 from pipelines.engine import lease
 from pipelines.engine.advance import redelivery
 from pipelines.engine.complete import after_final_failure, lock_run, record_attempt
-from pipelines.engine.enqueue import Delivery, enqueue, enqueue_on_commit, get_queue, job_id
+from pipelines.engine.enqueue import (
+    BATCH_PREFIX,
+    Delivery,
+    enqueue,
+    enqueue_on_commit,
+    get_queue,
+    job_id,
+)
 from pipelines.engine.transitions import step_transition
 from pipelines.models import (
     AttemptStatus,
@@ -140,8 +147,20 @@ def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> 
             report.reclaimed.append(execution.pk)
 
 
+def _job_ids(execution: StepExecution) -> list[str]:
+    """The jobs that would run this execution: its own, and the batch job it was created
+    for (an expand item's first attempt, until claimed)."""
+    ids = [job_id(execution.pk, execution.attempt)]
+    if execution.status == StepStatus.ENQUEUED and execution.rq_job.startswith(BATCH_PREFIX):
+        ids.append(execution.rq_job)
+    return ids
+
+
 def _job_alive(statuses: dict[str, bytes | None], execution: StepExecution) -> bool:
-    status = statuses.get(job_id(execution.pk, execution.attempt))
+    found = [statuses.get(jid) for jid in _job_ids(execution)]
+    if any(status in ALIVE_JOB_STATUSES for status in found[1:]):
+        return True  # its batch job is still queued
+    status = found[0]
     if execution.status == StepStatus.RETRYING:
         # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
         # dead (it dies with a killed worker and is taken over only minutes later).
@@ -162,7 +181,7 @@ def _reenqueue_lost(report: SweepReport) -> None:
     )
     if not candidates:
         return
-    ids = [job_id(e.pk, e.attempt) for e in candidates]
+    ids = sorted({jid for e in candidates for jid in _job_ids(e)})
     conn = get_queue(get_settings().queue).connection
     with conn.pipeline() as pipe:
         for jid in ids:

@@ -1,22 +1,37 @@
-"""The only function RQ workers execute for this library."""
+"""The only functions RQ workers execute for this library."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rq import get_current_job
 
-from pipelines.engine.runner import run_chain
+from pipelines.engine.runner import run_batch, run_chain
+
+
+def _job_options() -> dict[str, Any]:
+    job = get_current_job()
+    if job is None:
+        return {}
+    return {
+        "worker": job.worker_name or "",
+        # Successors on the queue this job came from may run right here (see run_chain),
+        # within the job's timeout: RQ stops the job past it.
+        "queue": job.origin,
+        "job_id": job.id,
+        "job_budget": float(job.timeout) if job.timeout else None,
+    }
 
 
 def execute_step(execution_id: int, attempt: int) -> str:
-    job = get_current_job()
-    worker = (job.worker_name or "") if job else ""
-    # Successors on the queue this job came from may run right here (see run_chain).
-    # The job's timeout bounds how many steps it may run inline: RQ stops it past that.
-    return run_chain(
-        int(execution_id),
-        int(attempt),
-        worker=worker,
-        queue=job.origin if job else None,
-        job_id=job.id if job else "",
-        job_budget=float(job.timeout) if job and job.timeout else None,
-    )
+    return run_chain(int(execution_id), int(attempt), **_job_options())
+
+
+def execute_steps(items: list[list[int]]) -> str:
+    """A batch of an expand's items: ``[[execution_id, attempt], ...]``."""
+    if not isinstance(items, list) or not all(
+        isinstance(item, list) and len(item) == 2 and all(type(n) is int for n in item)
+        for item in items
+    ):
+        raise TypeError("execute_steps takes a list of [execution_id, attempt] pairs")
+    return run_batch([(item[0], item[1]) for item in items], **_job_options())

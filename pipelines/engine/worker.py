@@ -18,7 +18,7 @@ from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from pipelines.engine.enqueue import ENGINE_FUNCTION
+from pipelines.engine.enqueue import ENGINE_FUNCTIONS
 from pipelines.exceptions import UnsafeJobError
 
 
@@ -51,11 +51,11 @@ class PipelineJob(Job):
             )
             if value
         ]
-        if self.func_name != ENGINE_FUNCTION or self.instance is not None or smuggled:
+        if self.func_name not in ENGINE_FUNCTIONS or self.instance is not None or smuggled:
             extra = f" with {', '.join(smuggled)}" if smuggled else ""
             raise UnsafeJobError(
                 f"refused job {self.id}: it names {self.func_name!r}{extra}, but pipeline "
-                f"workers only run {ENGINE_FUNCTION}"
+                f"workers only run {' and '.join(ENGINE_FUNCTIONS)}"
             )
         return super()._execute()
 
