@@ -40,8 +40,8 @@ def main() -> None:
             for pk in firsts:
                 run_chain(pk, 1, worker="profile", queue="pipelines")
             elapsed = time.perf_counter() - start
-            done = PipelineRun.objects.filter(pk__in=[r.pk for r in runs], status=RunStatus.SUCCEEDED)
-            assert done.count() == len(runs), "not every run succeeded"
+            done = PipelineRun.objects.filter(pk__in=[r.pk for r in runs])
+            assert done.filter(status=RunStatus.SUCCEEDED).count() == len(runs), "a run failed"
             return elapsed / (10 * len(runs))
 
         one_batch()  # warm up

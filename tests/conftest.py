@@ -186,11 +186,16 @@ def workers(
 ) -> Iterator[WorkerPool]:
     """Real ``manage.py rqworker`` processes (forking workers, with scheduler) for the whole
     test module, on the test database and the tests' Redis database. A module sets
-    ``WORKER_COUNT`` to get more than two."""
+    ``WORKER_COUNT`` to get more than two, and ``WORKER_ENV`` to add to their
+    environment."""
     import django_rq
 
     django_rq.get_connection("pipelines").flushdb()
-    pool = WorkerPool(getattr(request.module, "WORKER_COUNT", 2), ["pipelines", "other"])
+    pool = WorkerPool(
+        getattr(request.module, "WORKER_COUNT", 2),
+        ["pipelines", "other"],
+        extra_env=getattr(request.module, "WORKER_ENV", None),
+    )
     pool.start(tmp_path_factory.mktemp("workers"))
     yield pool
     pool.stop()

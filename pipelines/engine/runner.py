@@ -163,8 +163,9 @@ def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: _Budget) -
     claimed: StepExecution | None = execution
     try:
         while claimed is not None:
-            execution, claimed = claimed, None
-            outcome, claimed, graph = _run_claimed(execution, heartbeat, budget.keep())
+            keep = budget.keep()
+            execution, claimed = claimed, None  # started: from here on it is not handed back
+            outcome, claimed, graph = _run_claimed(execution, heartbeat, keep)
             first = first or outcome
             budget.steps_left -= 1
     finally:

@@ -1,0 +1,200 @@
+"""The engine's fast paths keep its guarantees: one-statement commits and claims on
+PostgreSQL, successors claimed by the commit that creates them, and expand items
+sharing batch jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from pipelines.engine import runner, sweeper, tasks
+from pipelines.engine.enqueue import BATCH_PREFIX, get_queue
+from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
+from tests.testapp import pipelines as p
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+
+def run_queued_jobs(limit: int = 1000) -> list[str]:
+    """Run the jobs in the pipelines queue in this process (up to ``limit``), as a worker
+    would; return the function names in the order they ran."""
+    queue = get_queue("pipelines")
+    ran: list[str] = []
+    for _ in range(limit):
+        job_id = queue.connection.lpop(queue.key)
+        if job_id is None:
+            return ran
+        job = queue.fetch_job(job_id.decode())
+        assert job is not None
+        ran.append(str(job.func_name))
+        job.func(*job.args, **job.kwargs)
+    if limit == 1000:
+        raise AssertionError("the queue never drained")
+    return ran
+
+
+def test_a_chain_costs_one_statement_per_step_on_postgresql(redis_conn):
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ChainPipeline.trigger({"n": 1})
+    first = StepExecution.objects.get(run=run)
+    redis_conn.flushdb()
+
+    with CaptureQueriesContext(connection) as queries:
+        runner.run_chain(first.pk, 1, worker="w", queue="pipelines")
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == {"n": 6, "seen": ["Add", "AddAgain", "Double"]}
+    # One claim, then per step one commit (Double's context write is one more statement
+    # in the same transaction, with its BEGIN and COMMIT).
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements.count("WITH") == 1 + 3 + 1, statements
+    assert len(statements) == 8, statements
+    assert get_queue("pipelines").job_ids == []  # every successor ran inline
+    attempts = StepAttempt.objects.filter(execution__run=run)
+    assert sorted(attempts.values_list("status", flat=True)) == ["succeeded"] * 3
+
+
+@pytest.mark.portable
+def test_the_commit_claims_the_successor_for_this_worker(redis_conn, monkeypatch):
+    run = p.ChainPipeline.trigger({"n": 1})
+    first = StepExecution.objects.get(run=run)
+    redis_conn.flushdb()
+    seen = []
+    real_keep = runner._Budget.keep
+
+    def keep_once(budget):
+        if budget.steps_left < 20:  # the second step is about to start
+            seen.append(StepExecution.objects.get(run=run, node="AddAgain.1"))
+            raise KeyboardInterrupt  # e.g. a shutdown signal between two inline steps
+        return real_keep(budget)
+
+    monkeypatch.setattr(runner._Budget, "keep", keep_once)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_chain(first.pk, 1, worker="w-1", queue="pipelines", job_id="job-1")
+
+    claimed = seen[0]
+    assert (claimed.status, claimed.worker, claimed.rq_job) == ("running", "w-1", "job-1")
+    assert claimed.heartbeat_at is not None
+    # Not run here after all: handed back to the queue, unclaimed, same attempt.
+    claimed.refresh_from_db()
+    assert (claimed.status, claimed.attempt, claimed.worker) == ("enqueued", 1, "")
+    assert get_queue("pipelines").job_ids == [f"pipelines-{claimed.pk}-1"]
+    monkeypatch.undo()
+    run_queued_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+
+
+@pytest.mark.portable
+def test_a_late_success_in_a_failed_run_takes_the_general_path(redis_conn):
+    """The one-statement commit writes nothing once the run has ended; the general path
+    then records the step without starting its successor."""
+    run = p.ChainPipeline.trigger({"n": 1})
+    first = StepExecution.objects.get(run=run)
+    execution = runner._claim(first.pk, 1, "w")
+    assert execution is not None
+    run.cancel("operator said so")
+
+    graph = p.ChainPipeline.graph
+    from pipelines.context import StepContext
+    from pipelines.engine.complete import Outcome, succeed
+
+    result = succeed(execution, 1, graph, Outcome({"n": 2}, StepContext(run.pk, None)), 0)
+
+    assert result == "succeeded"
+    assert StepExecution.objects.filter(run=run).count() == 1  # no successor
+    first.refresh_from_db()
+    assert first.status == StepStatus.SUCCEEDED
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4)
+def test_a_big_expand_shares_batch_jobs_and_collapses_in_order(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})  # 300 // 64 = 4 items per job
+    assert run_queued_jobs(1) == ["pipelines.engine.tasks.execute_step"]  # Items: the expand
+
+    items = StepExecution.objects.filter(run=run, step="Square")
+    assert items.count() == 300
+    batch_ids = set(items.values_list("rq_job", flat=True))
+    assert len(batch_ids) == 75
+    assert all(b.startswith(BATCH_PREFIX) for b in batch_ids)
+    assert set(get_queue("pipelines").job_ids) == batch_ids
+
+    functions = run_queued_jobs()
+
+    assert functions.count("pipelines.engine.tasks.execute_steps") == 75
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == [i * i for i in range(300)]  # in element order
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_EAGER_SECONDS=0)
+def test_a_batch_out_of_budget_hands_its_other_items_back(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    run_queued_jobs(1)  # Items
+    first_batch = sorted(
+        StepExecution.objects.filter(run=run, step="Square").values_list("pk", flat=True)
+    )[:4]
+    redis_conn.flushdb()
+
+    assert tasks.execute_steps([[pk, 1] for pk in first_batch]) == "ran 1 of 4"
+
+    statuses = dict(StepExecution.objects.filter(pk__in=first_batch).values_list("pk", "status"))
+    assert statuses[first_batch[0]] == "succeeded"
+    assert get_queue("pipelines").job_ids == [f"pipelines-{pk}-1" for pk in first_batch[1:]]
+
+
+@pytest.mark.portable
+def test_batch_jobs_with_bad_arguments_are_refused(redis_conn):
+    for bad in ([1, 2], [["1", 2]], [[1, 2, 3]], "[[1, 1]]", [[True, 1]]):
+        with pytest.raises(TypeError, match="list of \\[execution_id, attempt\\] pairs"):
+            tasks.execute_steps(bad)
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_REENQUEUE_AFTER=0)
+def test_the_sweeper_leaves_queued_batches_alone_and_recovers_lost_ones(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    run_queued_jobs(1)  # Items
+    queued = set(get_queue("pipelines").job_ids)
+    assert len(queued) == 75
+
+    report = sweeper.sweep()
+    assert report.reenqueued == []  # every item's batch job is queued
+    assert set(get_queue("pipelines").job_ids) == queued
+
+    redis_conn.flushdb()  # the batches are lost
+    report = sweeper.sweep()
+    assert len(report.reenqueued) == 300
+    assert len(get_queue("pipelines").job_ids) == 300  # one job per item now
+    run_queued_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == [i * i for i in range(300)]
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_RECLAIM_AFTER=1)
+def test_a_heartbeat_that_resumes_before_the_reclaim_commits_wins(redis_conn):
+    run = p.ChainPipeline.trigger({"n": 1})
+    first = StepExecution.objects.get(run=run)
+    assert runner._claim(first.pk, 1, "slow-worker") is not None
+    stale = timezone.now() - timedelta(minutes=1)
+    StepExecution.objects.filter(pk=first.pk).update(heartbeat_at=stale)
+    read_by_sweeper = StepExecution.objects.select_related("run").get(pk=first.pk)
+    # The worker's heartbeat lands after the sweeper read the row.
+    StepExecution.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now())
+
+    report = sweeper.SweepReport()
+    sweeper._reclaim_one(read_by_sweeper, timezone.now() - timedelta(seconds=1), report)
+
+    assert report.reclaimed == []
+    first.refresh_from_db()
+    assert (first.status, first.attempt) == ("running", 1)
