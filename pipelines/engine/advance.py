@@ -61,7 +61,10 @@ def batch_size(items: int) -> int:
     per item, which dominated big fan-outs, so they share jobs of up to
     PIPELINES_EXPAND_BATCH items. Small expands keep a job per item, and every expand
     keeps at least 64 jobs, so that many workers can share it."""
-    return max(1, min(get_settings().expand_batch, items // 64))
+    conf = get_settings()
+    if conf.eager_steps <= 1:
+        return 1  # a batch runs its items under the continuation budget: none to spare
+    return max(1, min(conf.expand_batch, items // 64))
 
 
 def deliveries(created: list[StepExecution], graph: Graph) -> list[Delivery | Batch]:
@@ -216,8 +219,8 @@ def fire_join(
     barrier_id = barrier.pk
     JoinBarrier.objects.filter(pk=barrier_id).update(fired_at=timezone.now())
 
-    # This execution's own "reported" flag may be saved by the caller after we return, so
-    # its output is taken from memory rather than from the query.
+    # On the general path this execution's own "reported" flag is saved by the caller
+    # after we return, so its output is taken from memory rather than from the query.
     outputs = dict(
         StepExecution.objects.filter(barrier_id=barrier_id, reported=True)
         .exclude(pk=execution.pk)

@@ -1,9 +1,11 @@
 """PostgreSQL: claim a delivered execution in one statement.
 
-The claim was three autocommitted statements (each its own WAL flush): the conditional
-UPDATE that decides who runs the attempt, a SELECT of the execution and its run, and the
-run's pending -> running change for its first step. Here they are one: the UPDATE
-returns the execution's row, joined to its run, and starts a pending run.
+The claim was two autocommitted statements: the conditional UPDATE that decides who runs
+the attempt, then a SELECT of the execution and its run. Here the UPDATE returns the
+execution's row joined to its run. The joined run is as of the statement's start, not
+locked: the caller only uses it to start a pending run (a guarded transition of its own,
+which is not folded in here because it would lock the step before the run, the reverse
+of every other writer's order) and to notice a run that has already ended.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 
-from pipelines.models import CLAIMABLE_STEP_STATUSES, PipelineRun, RunStatus, StepExecution
+from pipelines.models import CLAIMABLE_STEP_STATUSES, PipelineRun, StepExecution
 
 _CLAIMABLE = ", ".join(f"'{status}'" for status in CLAIMABLE_STEP_STATUSES)
 
@@ -38,12 +40,8 @@ WITH claimed AS (
         retry_at = NULL, worker = %(worker)s, rq_job = %(job)s
     WHERE id = %(id)s AND attempt = %(attempt)s AND status IN ({_CLAIMABLE})
     RETURNING {returning}
-), started AS (
-    UPDATE pipelines_pipelinerun SET status = 'running', started_at = %(now)s
-    WHERE id = (SELECT run_id FROM claimed) AND status = 'pending'
-    RETURNING id
 )
-SELECT {step_cols}, {run_cols}, (SELECT count(*) FROM started)
+SELECT {step_cols}, {run_cols}
 FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id
 """  # noqa: S608
 
@@ -62,7 +60,7 @@ def claim(
     execution_id: int, attempt: int, worker: str, job_id: str, now: datetime
 ) -> StepExecution | None:
     """Claim the attempt; return the execution with its run, or None if another delivery
-    has it. A run that was pending is running now (the returned run says so)."""
+    has it."""
     with connection.cursor() as cursor:
         cursor.execute(
             _sql(),
@@ -79,9 +77,6 @@ def claim(
         return None
     n_step = len(_fields(StepExecution))
     execution: StepExecution = _instance(StepExecution, list(row[:n_step]))
-    run: PipelineRun = _instance(PipelineRun, list(row[n_step:-1]))
-    if row[-1]:  # this claim started the run; the joined row shows it as it was
-        run.status = RunStatus.RUNNING
-        run.started_at = now
+    run: PipelineRun = _instance(PipelineRun, list(row[n_step:]))
     execution.run = run
     return execution

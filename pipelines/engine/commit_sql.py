@@ -33,12 +33,11 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipelines import context_sql
 from pipelines.dsl import Graph
 from pipelines.engine.advance import Halt, Single, delivery, fire_join, same_frame
+from pipelines.engine.complete import apply_staged, create_and_enqueue, halt_run
 from pipelines.engine.continuation import Keep
 from pipelines.engine.enqueue import enqueue_on_commit
-from pipelines.exceptions import StepConflict
 from pipelines.models import ACTIVE_RUN_STATUSES, JoinBarrier, PipelineRun, StepExecution
 
 logger = logging.getLogger("pipelines.runner")
@@ -56,6 +55,7 @@ WITH run AS (
       AND EXISTS (SELECT 1 FROM run WHERE status IN ({_ACTIVE}))
     RETURNING id, worker, started_at, barrier_id
 ), attempt_row AS (
+    -- As complete.record_attempt writes it: an upsert of the attempt that just ended.
     INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
                                        finished_at, error, traceback, conflict_reruns)
     SELECT id, %(attempt)s, 'succeeded', worker, COALESCE(started_at, %(now)s), %(now)s,
@@ -81,10 +81,19 @@ def _columns() -> list[Any]:
     return [f for f in StepExecution._meta.concrete_fields if not f.primary_key]
 
 
+def _value(column: str) -> str:
+    if column in ("started_at", "heartbeat_at"):
+        # A successor claimed for this worker starts its heartbeat when the commit has the
+        # lock, not when it began waiting for it: a long wait must not look like a dead
+        # worker to the sweeper.
+        return f"CASE WHEN %(new_{column})s IS NULL THEN NULL ELSE clock_timestamp() END"
+    return f"%(new_{column})s"
+
+
 @cache
 def _single_sql() -> str:
     columns = ", ".join(f.column for f in _columns())
-    values = ", ".join(f"%(new_{f.column})s" for f in _columns())
+    values = ", ".join(_value(f.column) for f in _columns())
     return f"""{_STEP}, successor AS (
     INSERT INTO pipelines_stepexecution ({columns})
     SELECT {values} FROM step WHERE %(has_successor)s
@@ -116,18 +125,6 @@ def _params(
         "reported": False,
         **extra,
     }
-
-
-def _merge_staged(execution: StepExecution, attempt: int, outcome: Any, now: Any) -> None:
-    if outcome.context.staged and not context_sql.merge_writes(
-        run_id=execution.run_id,
-        writes=outcome.context.staged,
-        now=now,
-        execution_id=execution.pk,
-        step=execution.node,
-        attempt=attempt,
-    ):
-        raise StepConflict(", ".join(outcome.context.staged))  # rolls it all back
 
 
 def _unchanged(execution: StepExecution, attempt: int, run_status: str | None) -> str | None:
@@ -165,7 +162,7 @@ def succeed_single(
         route=single.own_fields.get("route", ""),
         has_successor=successor is not None,
         finishes=successor is None,
-        run_output=_prep(PipelineRun, "output", outcome.output),
+        run_output=None if successor else _prep(PipelineRun, "output", outcome.output),
     )
     for field in _columns():
         params[f"new_{field.column}"] = (
@@ -180,7 +177,7 @@ def succeed_single(
             run_status, changed, successor_id = cursor.fetchone()
         if not changed:
             return _unchanged(execution, attempt, run_status)
-        _merge_staged(execution, attempt, outcome, params["now"])
+        apply_staged(execution, attempt, outcome.context, params["now"])
         if successor is not None:
             successor.pk = successor_id
             if keep is None:
@@ -201,8 +198,6 @@ def succeed_arrival(
     """Commit the success of a branch's last step and count it in at its join; the
     arrival that completes the barrier creates the join step. Returns as
     :func:`succeed_single` does."""
-    from pipelines.engine.complete import create_and_enqueue, halt_run
-
     params = _params(execution, attempt, outcome, reruns, reported=True)
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -210,7 +205,7 @@ def succeed_arrival(
             run_status, changed, *bar = cursor.fetchone()
         if not changed:
             return _unchanged(execution, attempt, run_status)
-        _merge_staged(execution, attempt, outcome, params["now"])
+        apply_staged(execution, attempt, outcome.context, params["now"])
         barrier = JoinBarrier(
             id=bar[0],
             run_id=bar[1],

@@ -5,6 +5,11 @@ worker runs the successor itself, skipping a round trip through Redis and RQ. Th
 that creates the successor also claims it (``running``, this worker, a fresh heartbeat),
 so the next step needs no claim statement; a worker that dies before running it leaves
 a running execution with a heartbeat that goes stale, which the sweeper reclaims.
+
+Such a successor does not pass the claim's "has the run ended?" check: the commit that
+created it saw the run active under the run's lock. A cancel that lands between that
+commit and the successor's body lets the body start; it sees ``self.cancelled``, its
+late success is compensated like any other, and the sweeper stops it after the grace.
 """
 
 from __future__ import annotations

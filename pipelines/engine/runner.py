@@ -68,8 +68,10 @@ def run_chain(
     A successor is kept only when it will run here: the step budget allows one more, and
     it fits in what is left of this RQ job's timeout (``job_budget`` seconds from now)
     alongside the time budget. The commit that creates a kept successor also claims it
-    (see :mod:`.continuation`); if anything goes wrong before it runs, it is handed back
-    to the queue."""
+    (see :mod:`.continuation`). If the loop is left between two steps (a signal), the
+    successor is handed back to the queue; if the worker dies, or the commit's outcome
+    is unknown (its connection dropped), the sweeper reclaims it once its heartbeat is
+    stale."""
     budget = _Budget(queue, worker, job_id, job_budget)
     execution = _claim(execution_id, attempt, worker, job_id)
     if execution is None:
@@ -91,7 +93,9 @@ def run_batch(
     the queue as jobs of their own. Returns how many ran."""
     budget = _Budget(queue, worker, job_id, job_budget)
     ran = 0
-    step_timeout = 0.0  # the items' (they run the same step), known from the first claim
+    # The items' step timeout (they run the same step), known from the first claim.
+    step_timeout = float(get_settings().step_timeout)
+    known = False
     with Heartbeat() as heartbeat:
         for index, (execution_id, attempt) in enumerate(items):
             if index and not budget.fits_another(step_timeout):
@@ -100,8 +104,8 @@ def run_batch(
             execution = _claim(execution_id, attempt, worker, job_id)
             if execution is None:
                 continue
-            if not step_timeout:
-                step_timeout = _step_timeout(execution)
+            if not known:
+                step_timeout, known = _step_timeout(execution), True
             _run_from(execution, heartbeat, budget)
             ran += 1
     return f"ran {ran} of {len(items)}"

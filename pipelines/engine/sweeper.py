@@ -6,7 +6,8 @@ One pass:
   attempt, until its crash budget is spent, then its run halts with that reason;
 * **lost jobs**: an execution enqueued (or due for retry) a while ago whose job is not
   queued in Redis (flushed, or Redis was down when the step was enqueued) is enqueued
-  again; a duplicate is harmless, the claim lets only one through;
+  again; a duplicate is harmless, the claim lets only one through. An expand item
+  waits for its batch job (its ``rq_job``) while that is queued or has just started;
 * **event timeouts**: a step waiting past its deadline fails;
 * **cancel grace**: a step still running in a cancelled run is stopped.
 
@@ -20,7 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import (
@@ -32,6 +33,7 @@ from django.db import (
 )
 from django.db.models import Q
 from django.utils import timezone
+from rq.utils import utcparse
 
 from pipelines import registry
 from pipelines.conf import get_settings
@@ -151,16 +153,37 @@ def _job_ids(execution: StepExecution) -> list[str]:
     """The jobs that would run this execution: its own, and the batch job it was created
     for (an expand item's first attempt, until claimed)."""
     ids = [job_id(execution.pk, execution.attempt)]
-    if execution.status == StepStatus.ENQUEUED and execution.rq_job.startswith(BATCH_PREFIX):
+    if (
+        execution.status == StepStatus.ENQUEUED
+        and execution.attempt == 1
+        and execution.rq_job.startswith(BATCH_PREFIX)
+    ):
         ids.append(execution.rq_job)
     return ids
 
 
-def _job_alive(statuses: dict[str, bytes | None], execution: StepExecution) -> bool:
-    found = [statuses.get(jid) for jid in _job_ids(execution)]
-    if any(status in ALIVE_JOB_STATUSES for status in found[1:]):
-        return True  # its batch job is still queued
-    status = found[0]
+JobState = tuple[bytes | None, bytes | None]  # RQ's status and last_heartbeat of a job
+
+
+def _batch_alive(state: JobState | None, now: datetime) -> bool:
+    status, beat = state or (None, None)
+    if status in ALIVE_JOB_STATUSES:
+        return True
+    if status != b"started" or not beat:
+        return False
+    # Running: its later items are still enqueued while it works through the earlier
+    # ones. RQ stamps a job when it starts; a batch runs for seconds (the continuation
+    # budget), so one that started longer ago than a step is reclaimed is dead or stuck
+    # on a slow item, and its other items are better off with jobs of their own.
+    started = utcparse(beat.decode()).replace(tzinfo=UTC)
+    return now - started < timedelta(seconds=get_settings().reclaim_after)
+
+
+def _job_alive(states: dict[str, JobState], execution: StepExecution, now: datetime) -> bool:
+    ids = _job_ids(execution)
+    if any(_batch_alive(states.get(jid), now) for jid in ids[1:]):
+        return True
+    status = states.get(ids[0], (None, None))[0]
     if execution.status == StepStatus.RETRYING:
         # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
         # dead (it dies with a killed worker and is taken over only minutes later).
@@ -185,9 +208,9 @@ def _reenqueue_lost(report: SweepReport) -> None:
     conn = get_queue(get_settings().queue).connection
     with conn.pipeline() as pipe:
         for jid in ids:
-            pipe.hget(f"rq:job:{jid}", "status")
-        statuses = dict(zip(ids, pipe.execute(), strict=True))
-    lost = [e for e in candidates if not _job_alive(statuses, e)]
+            pipe.hmget(f"rq:job:{jid}", "status", "last_heartbeat")
+        states = {jid: tuple(state) for jid, state in zip(ids, pipe.execute(), strict=True)}
+    lost = [e for e in candidates if not _job_alive(states, e, now)]
     deliveries: list[Delivery] = []
     for execution in lost:
         # Fenced: only if it is still waiting for this very attempt.

@@ -50,11 +50,18 @@ def test_a_chain_costs_one_statement_per_step_on_postgresql(redis_conn):
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.output == {"n": 6, "seen": ["Add", "AddAgain", "Double"]}
-    # One claim, then per step one commit (Double's context write is one more statement
-    # in the same transaction, with its BEGIN and COMMIT).
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    assert statements.count("WITH") == 1 + 3 + 1, statements
-    assert len(statements) == 8, statements
+    assert statements == [
+        "WITH",  # the claim
+        "UPDATE",  # the run starts (once per run)
+        "WITH",  # Add commits and claims AddAgain
+        "WITH",  # AddAgain commits and claims Double
+        "SELECT",  # Double's context.set() checks the committed context
+        "BEGIN",  # Double's commit: the step, and its staged write in the same transaction
+        "WITH",
+        "WITH",
+        "COMMIT",
+    ]
     assert get_queue("pipelines").job_ids == []  # every successor ran inline
     attempts = StepAttempt.objects.filter(execution__run=run)
     assert sorted(attempts.values_list("status", flat=True)) == ["succeeded"] * 3
@@ -198,3 +205,39 @@ def test_a_heartbeat_that_resumes_before_the_reclaim_commits_wins(redis_conn):
     assert report.reclaimed == []
     first.refresh_from_db()
     assert (first.status, first.attempt) == ("running", 1)
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_REENQUEUE_AFTER=0)
+def test_a_batch_that_started_recently_is_alive_and_a_stale_one_is_not(redis_conn):
+    from rq.utils import utcformat
+
+    run = p.ExpandPipeline.trigger({"count": 300})
+    run_queued_jobs(1)  # Items
+    batch = get_queue("pipelines").job_ids[0]
+    items = StepExecution.objects.filter(run=run, rq_job=batch)
+    assert items.count() == 4
+    queue_key = get_queue("pipelines").key
+
+    # Taken by a worker a moment ago: out of the queue, "started".
+    redis_conn.lrem(queue_key, 0, batch)
+    started = timezone.now()
+    redis_conn.hset(
+        f"rq:job:{batch}", mapping={"status": "started", "last_heartbeat": utcformat(started)}
+    )
+    assert sweeper.sweep().reenqueued == []
+
+    # Started longer ago than a step is reclaimed after: its worker is gone.
+    redis_conn.hset(f"rq:job:{batch}", "last_heartbeat", utcformat(started - timedelta(minutes=5)))
+    assert sorted(sweeper.sweep().reenqueued) == sorted(items.values_list("pk", flat=True))
+
+
+@pytest.mark.portable
+def test_batches_follow_the_continuation_switch():
+    from pipelines.engine.advance import batch_size
+
+    assert [batch_size(n) for n in (5, 127, 128, 640, 10_000)] == [1, 1, 2, 10, 10]
+    with override_settings(PIPELINES_EAGER_STEPS=1):
+        assert batch_size(10_000) == 1
+    with override_settings(PIPELINES_EXPAND_BATCH=1):
+        assert batch_size(10_000) == 1
