@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -10,7 +11,12 @@ from django.utils import timezone
 from pipelines import context_sql, registry
 from pipelines.context import checked_copy, describe_writer
 from pipelines.engine.advance import delivery, new_execution, redelivery
-from pipelines.engine.complete import advance_and_enqueue, lock_run, start_next_compensation
+from pipelines.engine.complete import (
+    advance_and_enqueue,
+    lock_run,
+    resume_held,
+    start_next_compensation,
+)
 from pipelines.engine.enqueue import enqueue_on_commit
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import (
@@ -53,8 +59,10 @@ def run_trigger(
             f"idempotency_key must be a string of 1 to 255 characters, got {idempotency_key!r}"
         )
     with transaction.atomic():
+        # Only a keyed trigger can collide, so only it pays for the savepoint that lets
+        # the caller's transaction go on after the collision.
         try:
-            with transaction.atomic():
+            with transaction.atomic() if idempotency_key is not None else nullcontext():
                 run = PipelineRun.objects.create(
                     pipeline=pipeline, input=input, idempotency_key=idempotency_key
                 )
@@ -126,8 +134,10 @@ def run_resume(*, run_id: int) -> PipelineRun:
                 f"run {run_id} was compensated (its completed steps were undone); re-run it "
                 f"as a new run instead"
             )
-        registry.get(run.pipeline)  # a run of a pipeline that no longer exists cannot resume
+        # A run of a pipeline that no longer exists cannot resume.
+        graph = registry.get(run.pipeline).graph
         run_transition(run, RunStatus.RUNNING, error="")
+        resume_held(run, graph)
         stopped = StepExecution.objects.filter(
             run=run, kind=StepKind.STEP, status__in=[StepStatus.FAILED, StepStatus.CANCELLED]
         ).select_related("run")

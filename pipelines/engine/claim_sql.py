@@ -1,11 +1,18 @@
 """PostgreSQL: claim a delivered execution in one statement.
 
-The claim was two autocommitted statements: the conditional UPDATE that decides who runs
-the attempt, then a SELECT of the execution and its run. Here the UPDATE returns the
-execution's row joined to its run. The joined run is as of the statement's start, not
-locked: the caller only uses it to start a pending run (a guarded transition of its own,
-which is not folded in here because it would lock the step before the run, the reverse
-of every other writer's order) and to notice a run that has already ended.
+The claim was two or three autocommitted statements (each its own WAL flush): the
+conditional UPDATE that decides who runs the attempt, a SELECT of the execution and its
+run, and for a run's first step the run's pending -> running change. Here they are one,
+in the lock order every writer keeps (the run's row before its steps'):
+
+1. ``pending`` locks the run's row only if the run is still pending (a running run is
+   not locked: sibling claims of a big fan-out must not queue on the run's mutex);
+2. ``claimed`` is the conditional UPDATE; its condition reads ``pending``, so that lock
+   is taken first;
+3. ``started`` starts the pending run if this claim succeeded.
+
+The joined run row is as of the statement's start; ``claim`` corrects its status when
+this statement started the run.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 
-from pipelines.models import CLAIMABLE_STEP_STATUSES, PipelineRun, StepExecution
+from pipelines.models import CLAIMABLE_STEP_STATUSES, PipelineRun, RunStatus, StepExecution
 
 _CLAIMABLE = ", ".join(f"'{status}'" for status in CLAIMABLE_STEP_STATUSES)
 
@@ -34,14 +41,24 @@ def _sql() -> str:
     # Only model column names and constant statuses are formatted in; values are
     # parameters.
     return f"""
-WITH claimed AS (
+WITH pending AS (
+    SELECT id FROM pipelines_pipelinerun
+    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(id)s)
+      AND status = 'pending'
+    FOR NO KEY UPDATE
+), claimed AS (
     UPDATE pipelines_stepexecution
     SET status = 'running', started_at = %(now)s, heartbeat_at = %(now)s, finished_at = NULL,
         retry_at = NULL, worker = %(worker)s, rq_job = %(job)s
     WHERE id = %(id)s AND attempt = %(attempt)s AND status IN ({_CLAIMABLE})
+      AND (SELECT count(*) FROM pending) >= 0
     RETURNING {returning}
+), started AS (
+    UPDATE pipelines_pipelinerun SET status = 'running', started_at = %(now)s
+    WHERE id IN (SELECT id FROM pending) AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING id
 )
-SELECT {step_cols}, {run_cols}
+SELECT {step_cols}, {run_cols}, (SELECT count(*) FROM started)
 FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id
 """  # noqa: S608
 
@@ -77,6 +94,9 @@ def claim(
         return None
     n_step = len(_fields(StepExecution))
     execution: StepExecution = _instance(StepExecution, list(row[:n_step]))
-    run: PipelineRun = _instance(PipelineRun, list(row[n_step:]))
+    run: PipelineRun = _instance(PipelineRun, list(row[n_step:-1]))
+    if row[-1]:  # this claim started the run
+        run.status = RunStatus.RUNNING
+        run.started_at = now
     execution.run = run
     return execution

@@ -178,8 +178,12 @@ def succeed(
         if run.status not in ACTIVE_RUN_STATUSES:
             # Another branch failed the run, or it was cancelled: start nothing new, but
             # undo this step too if it can be undone.
-            if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-                compensate_late(run, graph, execution)
+            if (
+                run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+                and not compensate_late(run, graph, execution)
+                and not waiting
+            ):
+                hold(run, execution, outcome.route)
             return "succeeded"
         if waiting:
             if run.status != RunStatus.WAITING:
@@ -396,11 +400,34 @@ def start_next_compensation(run: PipelineRun, graph: Graph | None) -> None:
             return
 
 
-def compensate_late(run: PipelineRun, graph: Graph, execution: StepExecution) -> None:
+def compensate_late(run: PipelineRun, graph: Graph, execution: StepExecution) -> bool:
     """A step that finished after its run ended is undone at once (if it can be), next
-    to any compensations already under way."""
+    to any compensations already under way. Returns whether it will be."""
     if _compensable(graph, execution.node):
         _create_compensation(run, graph, execution)
+        return True
+    return False
+
+
+HELD = "held: its run had failed when it finished; resuming the run continues from here"
+
+
+def hold(run: PipelineRun, execution: StepExecution, route: str | None) -> None:
+    """Mark a step that succeeded in a failed run (nothing follows it yet) so that
+    resuming the run carries on from it: otherwise its branch would never reach its
+    join, and the resumed run would never finish."""
+    if run.status == RunStatus.FAILED and execution.kind == StepKind.STEP:
+        StepExecution.objects.filter(pk=execution.pk).update(error=HELD, route=route or "")
+
+
+def resume_held(run: PipelineRun, graph: Graph) -> None:
+    """Resuming a run: create what follows each held step (see :func:`hold`)."""
+    held = StepExecution.objects.filter(
+        run=run, kind=StepKind.STEP, status=StepStatus.SUCCEEDED, error=HELD
+    ).select_related("run")
+    for execution in held:
+        StepExecution.objects.filter(pk=execution.pk).update(error="", route="")
+        advance_and_enqueue(run, graph, execution, execution.output, execution.route or None)
 
 
 def _create_compensation(run: PipelineRun, graph: Graph, original: StepExecution) -> None:

@@ -50,10 +50,11 @@ def test_a_chain_costs_one_statement_per_step_on_postgresql(redis_conn):
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.output == {"n": 6, "seen": ["Add", "AddAgain", "Double"]}
+    assert run.started_at is not None
+    assert run.started_at <= run.finished_at
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
     assert statements == [
-        "WITH",  # the claim
-        "UPDATE",  # the run starts (once per run)
+        "WITH",  # the claim, which also starts the pending run
         "WITH",  # Add commits and claims AddAgain
         "WITH",  # AddAgain commits and claims Double
         "SELECT",  # Double's context.set() checks the committed context
@@ -241,3 +242,38 @@ def test_batches_follow_the_continuation_switch():
         assert batch_size(10_000) == 1
     with override_settings(PIPELINES_EXPAND_BATCH=1):
         assert batch_size(10_000) == 1
+
+
+@pytest.mark.portable
+def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redis_conn):
+    """Another branch failed the run while this one was running: its success starts
+    nothing then, but resuming the run must carry it on to the join, or the resumed run
+    would never finish."""
+    from django.db import transaction
+
+    from pipelines.context import StepContext
+    from pipelines.engine.complete import HELD, Outcome, halt_run, lock_run, succeed
+    from tests.integration.test_context import drive
+
+    graph = p.DividePipeline.graph
+    run = p.DividePipeline.trigger({"n": 0})
+    runner.run_execution(StepExecution.objects.get(run=run).pk, 1)  # Add: divides
+    fast = StepExecution.objects.get(run=run, step="FastLabel")
+    claimed = runner._claim(fast.pk, 1, "w")
+    assert claimed is not None
+    runner.run_execution(StepExecution.objects.get(run=run, step="SlowLabel").pk, 1)
+    with transaction.atomic():  # the sub-flow branch fails the run meanwhile
+        halt_run(lock_run(run.pk), graph, "Prefix broke", failed_node="Prefix.3")
+    StepExecution.objects.filter(run=run, step="Prefix").update(status="failed")
+
+    outcome = Outcome("fast", StepContext(run.pk, None))
+    assert succeed(claimed, 1, graph, outcome, 0) == "succeeded"
+    fast.refresh_from_db()
+    assert (fast.status, fast.error, fast.reported) == ("succeeded", HELD, False)
+
+    run.resume()
+    fast.refresh_from_db()
+    assert (fast.error, fast.reported) == ("", True)  # counted in at the join now
+    run = drive(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == ["slow", "fast", "sub-flow"]
