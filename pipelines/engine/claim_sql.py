@@ -43,18 +43,19 @@ def _sql() -> str:
     return f"""
 WITH pending AS (
     SELECT id FROM pipelines_pipelinerun
-    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(id)s)
+    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(id)s::bigint)
       AND status = 'pending'
     FOR NO KEY UPDATE
 ), claimed AS (
     UPDATE pipelines_stepexecution
-    SET status = 'running', started_at = %(now)s, heartbeat_at = %(now)s, finished_at = NULL,
-        retry_at = NULL, worker = %(worker)s, rq_job = %(job)s
-    WHERE id = %(id)s AND attempt = %(attempt)s AND status IN ({_CLAIMABLE})
+    SET status = 'running', started_at = %(now)s::timestamptz,
+        heartbeat_at = %(now)s::timestamptz, finished_at = NULL, retry_at = NULL,
+        worker = %(worker)s::text, rq_job = %(job)s::text
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status IN ({_CLAIMABLE})
       AND (SELECT count(*) FROM pending) >= 0
     RETURNING {returning}
 ), started AS (
-    UPDATE pipelines_pipelinerun SET status = 'running', started_at = %(now)s
+    UPDATE pipelines_pipelinerun SET status = 'running', started_at = %(now)s::timestamptz
     WHERE id IN (SELECT id FROM pending) AND EXISTS (SELECT 1 FROM claimed)
     RETURNING id
 )

@@ -46,20 +46,21 @@ _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES)
 # every value is a parameter.
 _STEP = f"""
 WITH run AS (
-    SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s FOR NO KEY UPDATE
+    SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
 ), step AS (
     UPDATE pipelines_stepexecution
-    SET status = 'succeeded', finished_at = %(now)s, error = '', output = %(output)s,
-        route = %(route)s, reported = %(reported)s
-    WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+    SET status = 'succeeded', finished_at = %(now)s::timestamptz, error = '',
+        output = %(output)s::jsonb, route = %(route)s::text, reported = %(reported)s::boolean
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = 'running'
       AND EXISTS (SELECT 1 FROM run WHERE status IN ({_ACTIVE}))
     RETURNING id, worker, started_at, barrier_id
 ), attempt_row AS (
     -- As complete.record_attempt writes it: an upsert of the attempt that just ended.
     INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
                                        finished_at, error, traceback, conflict_reruns)
-    SELECT id, %(attempt)s, 'succeeded', worker, COALESCE(started_at, %(now)s), %(now)s,
-           '', '', %(reruns)s
+    SELECT id, %(attempt)s::integer, 'succeeded', worker,
+           COALESCE(started_at, %(now)s::timestamptz), %(now)s::timestamptz, '', '',
+           %(reruns)s::integer
     FROM step
     ON CONFLICT (execution_id, number) DO UPDATE SET
         status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
@@ -81,27 +82,30 @@ def _columns() -> list[Any]:
     return [f for f in StepExecution._meta.concrete_fields if not f.primary_key]
 
 
-def _value(column: str) -> str:
-    if column in ("started_at", "heartbeat_at"):
+def _value(field: Any) -> str:
+    # Typed: with server-side binding (the psycopg OPTIONS server_side_binding) PostgreSQL
+    # must know each parameter's type.
+    param = f"%(new_{field.column})s::{field.db_type(connection)}"
+    if field.column in ("started_at", "heartbeat_at"):
         # A successor claimed for this worker starts its heartbeat when the commit has the
         # lock, not when it began waiting for it: a long wait must not look like a dead
         # worker to the sweeper.
-        return f"CASE WHEN %(new_{column})s IS NULL THEN NULL ELSE clock_timestamp() END"
-    return f"%(new_{column})s"
+        return f"CASE WHEN {param} IS NULL THEN NULL ELSE clock_timestamp() END"
+    return param
 
 
 @cache
 def _single_sql() -> str:
     columns = ", ".join(f.column for f in _columns())
-    values = ", ".join(_value(f.column) for f in _columns())
+    values = ", ".join(_value(f) for f in _columns())
     return f"""{_STEP}, successor AS (
     INSERT INTO pipelines_stepexecution ({columns})
-    SELECT {values} FROM step WHERE %(has_successor)s
+    SELECT {values} FROM step WHERE %(has_successor)s::boolean
     RETURNING id
 ), finished AS (
     UPDATE pipelines_pipelinerun
-    SET status = 'succeeded', output = %(run_output)s, finished_at = %(now)s
-    WHERE id = %(run)s AND %(finishes)s AND EXISTS (SELECT 1 FROM step)
+    SET status = 'succeeded', output = %(run_output)s::jsonb, finished_at = %(now)s::timestamptz
+    WHERE id = %(run)s::bigint AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
 )
 SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor)
 """  # noqa: S608
