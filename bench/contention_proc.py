@@ -35,8 +35,8 @@ def main(mode: str, run_id: int, index: int, keys: int, start_at: float) -> None
         else:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "UPDATE pipelines_runcontext SET data = data || jsonb_build_object(%s, "
-                    "%s::jsonb) WHERE run_id = %s AND NOT data ? %s",
+                    "UPDATE pipelines_runcontext SET data = data || jsonb_build_object(%s::text, "
+                    "%s::jsonb) WHERE run_id = %s::bigint AND NOT data ? %s::text",
                     [key, json.dumps(value), run_id, key],
                 )
                 written += cursor.rowcount

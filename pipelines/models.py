@@ -177,6 +177,10 @@ class StepExecution(models.Model):
     branch_index = models.PositiveIntegerField(null=True, blank=True)
     # True on the execution whose output its branch reports to the barrier.
     reported = models.BooleanField(default=False)
+    held = models.BooleanField(
+        default=False,
+        help_text="Succeeded after its run failed; resuming the run continues from it.",
+    )
     worker = models.CharField(max_length=200, blank=True)
     rq_job = models.CharField(
         max_length=200, blank=True, help_text="The RQ job running it (it may be a predecessor's)."

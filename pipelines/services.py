@@ -13,6 +13,7 @@ from pipelines.context import checked_copy, describe_writer
 from pipelines.engine.advance import delivery, new_execution, redelivery
 from pipelines.engine.complete import (
     advance_and_enqueue,
+    held_steps,
     lock_run,
     resume_held,
     start_next_compensation,
@@ -24,6 +25,7 @@ from pipelines.exceptions import (
     InputValueError,
     InvalidTransitionError,
     OverwriteError,
+    PipelineError,
 )
 from pipelines.frozen import thaw
 from pipelines.models import (
@@ -136,11 +138,25 @@ def run_resume(*, run_id: int) -> PipelineRun:
             )
         # A run of a pipeline that no longer exists cannot resume.
         graph = registry.get(run.pipeline).graph
-        run_transition(run, RunStatus.RUNNING, error="")
-        resume_held(run, graph)
         stopped = StepExecution.objects.filter(
             run=run, kind=StepKind.STEP, status__in=[StepStatus.FAILED, StepStatus.CANCELLED]
         ).select_related("run")
+        if not stopped.exists() and not held_steps(run).exists():
+            # E.g. an expand over the limit: the step succeeded, what follows it could not
+            # start. Resuming would leave a running run with nothing to run.
+            raise InvalidTransitionError(
+                f"run {run_id} has no failed step to retry (it failed with: {run.error}); "
+                f"re-run it as a new run instead"
+            )
+        run_transition(run, RunStatus.RUNNING, error="")
+        try:
+            resume_held(run, graph)
+        except (KeyError, PipelineError) as exc:
+            raise InvalidTransitionError(
+                f"run {run_id} cannot resume: its pipeline changed since it failed ({exc})"
+            ) from exc
+        if run.status != RunStatus.RUNNING:
+            return run  # continuing a held step halted it again (see run.error)
         deliveries = []
         for execution in stopped:
             if step_transition(

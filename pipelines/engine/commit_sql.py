@@ -84,8 +84,9 @@ def _columns() -> list[Any]:
 
 def _value(field: Any) -> str:
     # Typed: with server-side binding (the psycopg OPTIONS server_side_binding) PostgreSQL
-    # must know each parameter's type.
-    param = f"%(new_{field.column})s::{field.db_type(connection)}"
+    # must know each parameter's type. Without the length: a cast to varchar(n) would cut
+    # a long value instead of failing like the column's own check, as Django's inserts do.
+    param = f"%(new_{field.column})s::{field.db_type(connection).split('(')[0]}"
     if field.column in ("started_at", "heartbeat_at"):
         # A successor claimed for this worker starts its heartbeat when the commit has the
         # lock, not when it began waiting for it: a long wait must not look like a dead

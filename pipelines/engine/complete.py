@@ -409,24 +409,29 @@ def compensate_late(run: PipelineRun, graph: Graph, execution: StepExecution) ->
     return False
 
 
-HELD = "held: its run had failed when it finished; resuming the run continues from here"
-
-
 def hold(run: PipelineRun, execution: StepExecution, route: str | None) -> None:
     """Mark a step that succeeded in a failed run (nothing follows it yet) so that
     resuming the run carries on from it: otherwise its branch would never reach its
-    join, and the resumed run would never finish."""
-    if run.status == RunStatus.FAILED and execution.kind == StepKind.STEP:
-        StepExecution.objects.filter(pk=execution.pk).update(error=HELD, route=route or "")
+    join, and the resumed run would never finish. A compensated run cannot resume, so
+    its steps are not held."""
+    if (
+        run.status == RunStatus.FAILED
+        and execution.kind == StepKind.STEP
+        and not StepExecution.objects.filter(run=run, kind=StepKind.COMPENSATION).exists()
+    ):
+        StepExecution.objects.filter(pk=execution.pk).update(held=True, route=route or "")
+
+
+def held_steps(run: PipelineRun) -> Any:
+    return StepExecution.objects.filter(
+        run=run, kind=StepKind.STEP, status=StepStatus.SUCCEEDED, held=True
+    ).select_related("run")
 
 
 def resume_held(run: PipelineRun, graph: Graph) -> None:
     """Resuming a run: create what follows each held step (see :func:`hold`)."""
-    held = StepExecution.objects.filter(
-        run=run, kind=StepKind.STEP, status=StepStatus.SUCCEEDED, error=HELD
-    ).select_related("run")
-    for execution in held:
-        StepExecution.objects.filter(pk=execution.pk).update(error="", route="")
+    for execution in held_steps(run):
+        StepExecution.objects.filter(pk=execution.pk).update(held=False, route="")
         advance_and_enqueue(run, graph, execution, execution.output, execution.route or None)
 
 

@@ -252,7 +252,7 @@ def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redi
     from django.db import transaction
 
     from pipelines.context import StepContext
-    from pipelines.engine.complete import HELD, Outcome, halt_run, lock_run, succeed
+    from pipelines.engine.complete import Outcome, halt_run, lock_run, succeed
     from tests.integration.test_context import drive
 
     graph = p.DividePipeline.graph
@@ -269,11 +269,27 @@ def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redi
     outcome = Outcome("fast", StepContext(run.pk, None))
     assert succeed(claimed, 1, graph, outcome, 0) == "succeeded"
     fast.refresh_from_db()
-    assert (fast.status, fast.error, fast.reported) == ("succeeded", HELD, False)
+    assert (fast.status, fast.held, fast.reported) == ("succeeded", True, False)
 
     run.resume()
     fast.refresh_from_db()
-    assert (fast.error, fast.reported) == ("", True)  # counted in at the join now
+    assert (fast.held, fast.reported) == (False, True)  # counted in at the join now
     run = drive(run)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.output == ["slow", "fast", "sub-flow"]
+
+
+@pytest.mark.portable
+def test_a_run_with_nothing_to_retry_is_not_resumed(redis_conn):
+    """An expand over the limit fails the run after its step succeeded: resuming would
+    leave a running run with nothing to run, so it is refused with the reason."""
+    from pipelines.exceptions import InvalidTransitionError
+    from tests.integration.test_context import drive
+
+    run = drive(p.TooManyPipeline.trigger(None))
+    assert run.status == RunStatus.FAILED
+
+    with pytest.raises(InvalidTransitionError, match="has no failed step to retry"):
+        run.resume()
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
