@@ -43,7 +43,29 @@ def pretty(value: Any) -> SafeString:
     return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', pretty_json(value))
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+def masked_json(field: str) -> Any:
+    """An admin column showing a JSON field pretty-printed, secret-looking keys masked."""
+
+    @admin.display(description=field)
+    def show(self: Any, obj: Any) -> SafeString:
+        return pretty(mask(getattr(obj, field)))
+
+    return show
+
+
+class StatusBadgeMixin:
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: PipelineRun | StepExecution | StepAttempt) -> SafeString:
+        return badge(obj.status)
+
+
+class ShownValueMixin:
+    @admin.display(description="value")
+    def shown_value(self, obj: ContextWrite) -> SafeString:
+        return pretty(mask_entry(obj.key, obj.value))
+
+
+class ReadOnlyMixin:
     """Engine-owned rows: viewable, never added, edited or deleted by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -55,6 +77,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+
+class ReadOnlyAdmin(ReadOnlyMixin, StatusBadgeMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ("pipelines/admin.css",)}
 
@@ -63,20 +87,18 @@ class FirstRowsFormSet(BaseInlineFormSet):
     """Inlines show the first rows only; a run may have 10,000 steps."""
 
     def get_queryset(self) -> QuerySet[Any]:
-        return super().get_queryset()[:INLINE_ROWS]
+        # Evaluated once: the formset asks for its queryset once per form (its length,
+        # then row i), which was two queries per row with a fresh slice each time.
+        if not hasattr(self, "_first_rows"):
+            self._first_rows = super().get_queryset()[:INLINE_ROWS]
+        return self._first_rows
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyMixin, StatusBadgeMixin, admin.TabularInline):
     formset = FirstRowsFormSet
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StepInline(ReadOnlyInline):
@@ -85,20 +107,12 @@ class StepInline(ReadOnlyInline):
     readonly_fields = fields
     verbose_name_plural = f"Step executions (first {INLINE_ROWS}; all on the dashboard)"
 
-    @admin.display(description="status")
-    def status_badge(self, obj: StepExecution) -> SafeString:
-        return badge(obj.status)
 
-
-class ContextWriteInline(ReadOnlyInline):
+class ContextWriteInline(ShownValueMixin, ReadOnlyInline):
     model = ContextWrite
     fields = ("key", "shown_value", "step", "attempt", "overwrite", "written_at")
     readonly_fields = fields
     verbose_name_plural = f"Context history (first {INLINE_ROWS} writes)"
-
-    @admin.display(description="value")
-    def shown_value(self, obj: ContextWrite) -> SafeString:
-        return pretty(mask_entry(obj.key, obj.value))
 
 
 def _act(
@@ -156,10 +170,6 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineRun]:
         return selectors.runs_with_progress(super().get_queryset(request))
 
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: PipelineRun) -> SafeString:
-        return badge(obj.status)
-
     @admin.display(description="steps done")
     def progress(self, obj: PipelineRun) -> str:
         return f"{getattr(obj, 'steps_done', '?')}/{getattr(obj, 'steps_total', '?')}"
@@ -172,13 +182,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def dashboard(self, obj: PipelineRun) -> SafeString:
         return format_html('<a href="{}">run page →</a>', reverse("pipelines:run", args=[obj.pk]))
 
-    @admin.display(description="input")
-    def input_pretty(self, obj: PipelineRun) -> SafeString:
-        return pretty(mask(obj.input))
-
-    @admin.display(description="output")
-    def output_pretty(self, obj: PipelineRun) -> SafeString:
-        return pretty(mask(obj.output))
+    input_pretty = masked_json("input")
+    output_pretty = masked_json("output")
 
     @admin.display(description="context")
     def context_pretty(self, obj: PipelineRun) -> SafeString:
@@ -220,10 +225,6 @@ class AttemptInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    @admin.display(description="status")
-    def status_badge(self, obj: StepAttempt) -> SafeString:
-        return badge(obj.status)
-
 
 @admin.register(StepExecution)
 class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
@@ -262,22 +263,12 @@ class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
         "output_pretty",
     )
     readonly_fields = fields
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: StepExecution) -> SafeString:
-        return badge(obj.status)
-
-    @admin.display(description="payload")
-    def payload_pretty(self, obj: StepExecution) -> SafeString:
-        return pretty(mask(obj.payload))
-
-    @admin.display(description="output")
-    def output_pretty(self, obj: StepExecution) -> SafeString:
-        return pretty(mask(obj.output))
+    payload_pretty = masked_json("payload")
+    output_pretty = masked_json("output")
 
 
 @admin.register(ContextWrite)
-class ContextWriteAdmin(RunLinkMixin, ReadOnlyAdmin):
+class ContextWriteAdmin(RunLinkMixin, ShownValueMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "run_link",
@@ -294,7 +285,3 @@ class ContextWriteAdmin(RunLinkMixin, ReadOnlyAdmin):
     date_hierarchy = "written_at"
     fields = list_display
     readonly_fields = fields
-
-    @admin.display(description="value")
-    def shown_value(self, obj: ContextWrite) -> SafeString:
-        return pretty(mask_entry(obj.key, obj.value))

@@ -62,10 +62,10 @@ def edges(graph: Graph) -> list[Edge]:
     return list(dict.fromkeys(result))
 
 
-def layers(graph: Graph) -> dict[str, int]:
+def layers(graph: Graph, graph_edges: list[Edge]) -> dict[str, int]:
     """Longest-path layering: each node one column right of its furthest predecessor."""
     incoming: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for edge in edges(graph):
+    for edge in graph_edges:
         incoming[edge.target].append(edge.source)
     depth: dict[str, int] = {}
 
@@ -89,7 +89,8 @@ def node_status(counts: dict[str, int]) -> str:
 
 def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) -> SafeString:
     counts = counts or {}
-    depth = layers(graph)
+    graph_edges = edges(graph)
+    depth = layers(graph, graph_edges)
     columns: dict[int, list[str]] = {}
     for node_id in graph.nodes:  # definition order keeps branches in declared order
         columns.setdefault(depth[node_id], []).append(node_id)
@@ -103,7 +104,7 @@ def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) ->
         for row, node_id in enumerate(node_ids):
             pos[node_id] = (PAD + col * (NODE_W + GAP_X), top + row * (NODE_H + GAP_Y))
     parts: list[str] = []
-    for edge in edges(graph):
+    for edge in graph_edges:
         (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
         sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H // 2, x2, y2 + NODE_H // 2
         mid = (sx + tx) // 2

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pipelines.exceptions import DefinitionError, UnknownPipelineError
 
 if TYPE_CHECKING:
+    from pipelines.dsl import Graph
     from pipelines.pipeline import Pipeline
 
 _pipelines: dict[str, type[Pipeline]] = {}
@@ -42,6 +43,14 @@ def get(name: str) -> type[Pipeline]:
             f"unknown pipeline {name!r} (known: {known}); define it in an installed app's "
             f"pipelines.py module"
         ) from None
+
+
+def graph_or_none(name: str) -> Graph | None:
+    """The pipeline's compiled graph, or None when no pipeline has that name (any more)."""
+    try:
+        return get(name).graph
+    except UnknownPipelineError:
+        return None
 
 
 def all_pipelines() -> list[type[Pipeline]]:

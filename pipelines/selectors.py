@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce
 
 from pipelines.masking import mask_entry
 from pipelines.models import (
@@ -18,6 +19,7 @@ from pipelines.models import (
     RunContext,
     StepAttempt,
     StepExecution,
+    StepKind,
     StepStatus,
 )
 
@@ -25,11 +27,18 @@ STEPS_PER_PAGE = 50
 KEYS_PER_PAGE = 100
 
 
+def _count(steps: QuerySet[StepExecution]) -> Coalesce:
+    return Coalesce(Subquery(steps.values("run").annotate(n=Count("pk")).values("n")), 0)
+
+
 def runs_with_progress(queryset: QuerySet[PipelineRun]) -> QuerySet[PipelineRun]:
-    """Annotate steps done / created so far, in the same query as the runs."""
+    """Annotate steps done / created so far, in the same query as the runs. Correlated
+    subqueries, not a join: a join grouped every run with all its steps even to count
+    the runs (the paginator, the admin's counts and filters)."""
+    steps = StepExecution.objects.filter(run=OuterRef("pk"), kind=StepKind.STEP).order_by()
     return queryset.annotate(
-        steps_total=Count("steps", filter=Q(steps__kind="step")),
-        steps_done=Count("steps", filter=Q(steps__kind="step", steps__status=StepStatus.SUCCEEDED)),
+        steps_total=_count(steps),
+        steps_done=_count(steps.filter(status=StepStatus.SUCCEEDED)),
     )
 
 
@@ -67,14 +76,28 @@ def runs_list(
 
 
 def run_steps(*, run_id: int) -> QuerySet[StepExecution]:
-    """The run's step executions in creation order, each with its attempts prefetched."""
-    return StepExecution.objects.filter(run_id=run_id).prefetch_related(
-        Prefetch("attempts", queryset=StepAttempt.objects.order_by("number"))
-    )
+    """The run's step executions in creation order."""
+    return StepExecution.objects.filter(run_id=run_id).order_by("id")
 
 
 def run_steps_page(*, run_id: int, page: int | str | None) -> Page:
-    return Paginator(run_steps(run_id=run_id).order_by("id"), STEPS_PER_PAGE).get_page(page)
+    """A page of steps, each with its attempts (one more query for the page)."""
+    steps = run_steps(run_id=run_id).prefetch_related(
+        Prefetch("attempts", queryset=StepAttempt.objects.order_by("number"))
+    )
+    return Paginator(steps, STEPS_PER_PAGE).get_page(page)
+
+
+def run_waiting_steps(*, run_id: int) -> QuerySet[StepExecution]:
+    """The run's steps waiting for an event (halt handlers and compensations never wait
+    for one: only steps can be sent events)."""
+    return StepExecution.objects.filter(
+        run_id=run_id, status=StepStatus.WAITING, kind=StepKind.STEP
+    )
+
+
+def run_waiting_events(*, run_id: int) -> list[str]:
+    return sorted(set(run_waiting_steps(run_id=run_id).values_list("event_name", flat=True)))
 
 
 def run_node_counts(*, run_id: int) -> dict[str, dict[str, int]]:
@@ -129,22 +152,17 @@ def run_context_page(*, run_id: int, page: int | str | None) -> tuple[Page, list
     data = RunContext.objects.filter(pk=run_id).values_list("data", flat=True).first() or {}
     keys_page = Paginator(sorted(data), KEYS_PER_PAGE).get_page(page)
     writes = list(
-        ContextWrite.objects.filter(run_id=run_id, key__in=list(keys_page.object_list))
-        .select_related(None)
-        .order_by("id")
+        ContextWrite.objects.filter(run_id=run_id, key__in=list(keys_page.object_list)).order_by(
+            "id"
+        )
     )
     return keys_page, _entries(writes)
 
 
-def run_context_after(*, run_id: int, execution_id: int) -> dict[str, Any] | None:
-    """The context as it stood right after ``execution_id`` committed (masked), or None if
-    that step has not finished. Writes commit with their step, under the run's lock, so
-    everything written at or before its finish time was there."""
-    finished = (
-        StepExecution.objects.filter(pk=execution_id, run_id=run_id)
-        .values_list("finished_at", flat=True)
-        .first()
-    )
+def run_context_after(*, run_id: int, finished: datetime | None) -> dict[str, Any] | None:
+    """The context as it stood right after a step that finished at ``finished`` committed
+    (masked), or None if that step has not finished. Writes commit with their step, under
+    the run's lock, so everything written at or before its finish time was there."""
     if finished is None:
         return None
     state: dict[str, Any] = {}

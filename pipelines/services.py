@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipelines import context_sql, registry
+from pipelines import context_sql, registry, selectors
 from pipelines.context import checked_copy, describe_writer
 from pipelines.engine.advance import delivery, new_execution, redelivery
 from pipelines.engine.complete import (
@@ -120,7 +120,7 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
             kind=StepKind.STEP,
             status__in=[StepStatus.ENQUEUED, StepStatus.RETRYING, StepStatus.WAITING],
         ).update(status=StepStatus.CANCELLED, finished_at=now, error="run cancelled")
-        start_next_compensation(run, _graph_or_none(run))
+        start_next_compensation(run, registry.graph_or_none(run.pipeline))
     return run
 
 
@@ -189,12 +189,10 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
     now = timezone.now()
     with transaction.atomic():
         run = lock_run(run_id)
-        waiting = StepExecution.objects.filter(
-            run=run, status=StepStatus.WAITING, kind=StepKind.STEP
-        )
+        waiting = selectors.run_waiting_steps(run_id=run_id)
         execution = waiting.filter(event_name=name).order_by("id").first()
         if execution is None or run.status not in ACTIVE_RUN_STATUSES:
-            names = sorted(set(waiting.values_list("event_name", flat=True)))
+            names = selectors.run_waiting_events(run_id=run_id)
             raise EventNotExpectedError(
                 f"run {run_id} ({run.status}) is not waiting for event {name!r}"
                 + (f"; it waits for {', '.join(map(repr, names))}" if names else "")
@@ -213,10 +211,3 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
         graph = registry.get(run.pipeline).graph
         advance_and_enqueue(run, graph, execution, payload, None)
     return run
-
-
-def _graph_or_none(run: PipelineRun) -> Any:
-    try:
-        return registry.get(run.pipeline).graph
-    except Exception:
-        return None

@@ -52,8 +52,6 @@ def _percentile(values: list[float], q: float) -> float | None:
 def overview() -> Overview:
     now = timezone.now()
     by_status = {status: 0 for status in RunStatus.values}
-    for status, n in PipelineRun.objects.values_list("status").annotate(n=Count("id")).order_by():
-        by_status[status] = n
     failures = list(
         PipelineRun.objects.filter(status=RunStatus.FAILED)
         .only("id", "pipeline", "error", "finished_at", "status")
@@ -77,6 +75,7 @@ def overview() -> Overview:
     }
     rows = PipelineRun.objects.values_list("pipeline", "status").annotate(n=Count("id")).order_by()
     for name, status, n in rows:
+        by_status[status] = by_status.get(status, 0) + n
         entry = stats.setdefault(name, PipelineStats(name, registered=False))
         entry.runs += n
         if status == RunStatus.SUCCEEDED:

@@ -33,10 +33,17 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipelines.dsl import Graph
-from pipelines.engine.advance import Halt, Single, delivery, fire_join, same_frame
+from pipelines.dsl import End, Graph
+from pipelines.engine.advance import (
+    Halt,
+    Single,
+    delivery,
+    fire_join,
+    same_frame,
+    single_successor,
+)
 from pipelines.engine.complete import apply_staged, create_and_enqueue, halt_run
-from pipelines.engine.continuation import Keep
+from pipelines.engine.continuation import Budget
 from pipelines.engine.enqueue import enqueue_on_commit
 from pipelines.models import ACTIVE_RUN_STATUSES, JoinBarrier, PipelineRun, StepExecution
 
@@ -139,6 +146,26 @@ def _unchanged(execution: StepExecution, attempt: int, run_status: str | None) -
     return "stale"
 
 
+def succeed(
+    execution: StepExecution,
+    attempt: int,
+    graph: Graph,
+    outcome: Any,
+    reruns: int,
+    keep: Budget | None,
+) -> str | None:
+    """Commit a step's success in one statement if its shape has one (see the module
+    docstring). Returns "succeeded" or "stale"; None when it has no such statement or
+    the run is no longer active (nothing was written: the caller takes the general
+    path)."""
+    single = single_successor(graph, execution, outcome.output, outcome.route)
+    if single is not None:
+        return succeed_single(execution, attempt, graph, outcome, reruns, single, keep)
+    if isinstance(graph.node(execution.node).transition, End):
+        return succeed_arrival(execution, attempt, graph, outcome, reruns, keep)
+    return None
+
+
 def succeed_single(
     execution: StepExecution,
     attempt: int,
@@ -146,7 +173,7 @@ def succeed_single(
     outcome: Any,
     reruns: int,
     single: Single,
-    keep: Keep | None,
+    keep: Budget | None,
 ) -> str | None:
     """Commit a success whose successor is ``single``. Returns "succeeded" or "stale", and
     sets ``outcome.next_execution`` to a successor claimed for ``keep``; None when the run
@@ -198,7 +225,7 @@ def succeed_arrival(
     graph: Graph,
     outcome: Any,
     reruns: int,
-    keep: Keep | None,
+    keep: Budget | None,
 ) -> str | None:
     """Commit the success of a branch's last step and count it in at its join; the
     arrival that completes the barrier creates the join step. Returns as

@@ -17,16 +17,15 @@ from django.utils import timezone
 
 from pipelines import context_sql
 from pipelines.context import StepContext
-from pipelines.dsl import End, Graph, WaitForEvent
+from pipelines.dsl import Graph, WaitForEvent
 from pipelines.engine.advance import (
     Halt,
     advance,
     deliveries,
     delivery,
     new_execution,
-    single_successor,
 )
-from pipelines.engine.continuation import Keep
+from pipelines.engine.continuation import Budget
 from pipelines.engine.enqueue import Delivery, enqueue_on_commit
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import StepConflict
@@ -120,25 +119,18 @@ def succeed(
     graph: Graph,
     outcome: Outcome,
     reruns: int,
-    keep: Keep | None = None,
+    keep: Budget | None = None,
 ) -> str:
     """Commit a body's success and what follows it. With ``keep``, a single successor this
     worker may run next is claimed by the same commit and left in
     ``outcome.next_execution``."""
     waiting = outcome.wait is not None
     if context_sql.server_side() and execution.kind == StepKind.STEP and not waiting:
-        # The frequent shapes commit in one statement on PostgreSQL (see commit_sql);
-        # None means the run is no longer active, which the general path below handles.
+        # The frequent shapes commit in one statement on PostgreSQL; None means this one
+        # has no such statement, or the run is no longer active: the path below decides.
         from pipelines.engine import commit_sql
 
-        single = single_successor(graph, execution, outcome.output, outcome.route)
-        result: str | None = None
-        if single is not None:
-            result = commit_sql.succeed_single(
-                execution, attempt, graph, outcome, reruns, single, keep
-            )
-        elif isinstance(graph.node(execution.node).transition, End):
-            result = commit_sql.succeed_arrival(execution, attempt, graph, outcome, reruns, keep)
+        result = commit_sql.succeed(execution, attempt, graph, outcome, reruns, keep)
         if result is not None:
             return result
     now = timezone.now()
@@ -202,7 +194,7 @@ def advance_and_enqueue(
     execution: StepExecution,
     output: Any,
     route: str | None,
-    keep: Keep | None = None,
+    keep: Budget | None = None,
 ) -> StepExecution | None:
     """Create what follows a completed execution; halt the run if that is impossible.
 
@@ -219,7 +211,7 @@ def advance_and_enqueue(
 
 
 def create_and_enqueue(
-    created: list[StepExecution], graph: Graph, keep: Keep | None
+    created: list[StepExecution], graph: Graph, keep: Budget | None
 ) -> StepExecution | None:
     """Insert new executions and enqueue them when the transaction commits; a single one
     that ``keep`` takes is inserted claimed instead, and returned."""

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
+from pipelines.conf import get_settings
 from pipelines.dsl import Graph
 from pipelines.engine.advance import delivery
 from pipelines.engine.enqueue import enqueue
@@ -30,38 +32,65 @@ logger = logging.getLogger("pipelines.runner")
 COMMIT_MARGIN = 30  # seconds; Step.job_timeout() gives every job 60 over its step timeout
 
 
-@dataclass(frozen=True)
-class Keep:
-    """Who may run a successor inline, and for how long (monotonic deadlines)."""
+def claim_fields(worker: str, job_id: str, now: datetime) -> dict[str, Any]:
+    """What a claim writes on an execution (besides its status): by the claim's UPDATE,
+    or on a successor the commit that creates it claims."""
+    return {
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker[:200],
+        "rq_job": job_id[:200],
+    }
 
-    queue: str
-    worker: str
-    job_id: str
-    deadline: float  # PIPELINES_EAGER_SECONDS after the job started
-    job_deadline: float | None  # the RQ job's own timeout: RQ kills the job past it
 
-    def takes(self, execution: StepExecution, graph: Graph) -> bool:
-        """Whether this worker runs ``execution`` next: same queue, and it fits in both
-        budgets as they stand now (at the commit, after the previous body ran)."""
-        if execution.queue != self.queue:
-            return False
+class Budget:
+    """How long one RQ job may go on running steps itself: PIPELINES_EAGER_STEPS steps
+    and PIPELINES_EAGER_SECONDS seconds, within the job's own timeout (``job_budget``
+    seconds from now; past it RQ kills the work horse mid-step)."""
+
+    def __init__(
+        self, queue: str | None, worker: str, job_id: str, job_budget: float | None
+    ) -> None:
+        conf = get_settings()
+        started = time.monotonic()
+        self.steps_left = max(1, conf.eager_steps)
+        self.queue = queue
+        self.worker = worker
+        self.job_id = job_id
+        self.deadline = started + conf.eager_seconds
+        self.job_deadline = None if job_budget is None else started + job_budget
+
+    def fits(self, step_timeout: float) -> bool:
+        """Whether a step whose body may take ``step_timeout`` still fits, now. The body
+        is stopped at its step timeout; its commit needs far less than the margin."""
         now = time.monotonic()
         if now >= self.deadline:
             return False
-        # The body is stopped at its step timeout; the commit needs far less than the
-        # margin. Past the job's deadline RQ would kill the work horse mid-step.
-        needs = graph.node(execution.node).step.step_timeout() + COMMIT_MARGIN
-        return self.job_deadline is None or now + needs <= self.job_deadline
+        return self.job_deadline is None or now + step_timeout + COMMIT_MARGIN <= self.job_deadline
+
+    def fits_another(self, step_timeout: float) -> bool:
+        """Whether a batch goes on with its next item."""
+        return self.steps_left > 1 and self.fits(step_timeout)
+
+    def keep(self) -> Budget | None:
+        """This budget, as the one a commit may keep a successor under, if the step
+        budget allows one more step here."""
+        if self.queue is None or self.steps_left <= 1:
+            return None
+        return self
+
+    def takes(self, execution: StepExecution, graph: Graph) -> bool:
+        """Whether this worker runs ``execution`` next: same queue, and it fits the budget
+        as it stands now (at the commit, after the previous body ran)."""
+        step = graph.node(execution.node).step
+        return execution.queue == self.queue and self.fits(step.step_timeout())
 
     def claim(self, execution: StepExecution) -> None:
         """Mark a not yet inserted execution as claimed by this worker: the commit that
         creates it is its claim."""
-        now = timezone.now()
         execution.status = StepStatus.RUNNING
-        execution.started_at = now
-        execution.heartbeat_at = now
-        execution.worker = self.worker[:200]
-        execution.rq_job = self.job_id[:200]
+        for name, value in claim_fields(self.worker, self.job_id, timezone.now()).items():
+            setattr(execution, name, value)
 
 
 def release(execution: StepExecution, graph: Graph) -> None:

@@ -89,14 +89,19 @@ def _job_options(d: Delivery) -> dict[str, Any]:
     }
 
 
-def _batch_job(b: Batch) -> Any:
+def _prepared(d: Delivery | Batch) -> Any:
+    """The job for an immediate delivery, for ``Queue.enqueue_many``."""
+    if isinstance(d, Batch):
+        return Queue.prepare_data(
+            BATCH_FUNCTION,
+            args=([list(item) for item in d.items],),
+            job_id=d.job_id,
+            timeout=d.timeout,
+            result_ttl=0,
+            description=f"pipelines step executions {', '.join(str(i) for i, _ in d.items)}",
+        )
     return Queue.prepare_data(
-        BATCH_FUNCTION,
-        args=([list(item) for item in b.items],),
-        job_id=b.job_id,
-        timeout=b.timeout,
-        result_ttl=0,
-        description=f"pipelines step executions {', '.join(str(i) for i, _ in b.items)}",
+        ENGINE_FUNCTION, timeout=d.timeout, at_front=d.at_front, **_job_options(d)
     )
 
 
@@ -105,29 +110,22 @@ def enqueue(deliveries: Iterable[Delivery | Batch]) -> None:
     by_queue: dict[str, list[Delivery | Batch]] = defaultdict(list)
     for delivery in deliveries:
         by_queue[delivery.queue].append(delivery)
-    for name, all_items in by_queue.items():
+    for name, items in by_queue.items():
         queue = get_queue(name)
-        items = [d for d in all_items if isinstance(d, Delivery)]
-        now = [_batch_job(b) for b in all_items if isinstance(b, Batch)] + [
-            Queue.prepare_data(
-                ENGINE_FUNCTION, timeout=d.timeout, at_front=d.at_front, **_job_options(d)
-            )
-            for d in items
-            if d.delay <= 0
-        ]
+        delayed = [d for d in items if isinstance(d, Delivery) and d.delay > 0]
+        now = [_prepared(d) for d in items if not (isinstance(d, Delivery) and d.delay > 0)]
         if now:
             with queue.connection.pipeline() as pipe:
                 queue.enqueue_many(now, pipeline=pipe)
                 pipe.execute()
-        for d in items:
-            if d.delay > 0:
-                # Needs a worker started with --with-scheduler to move it to the queue.
-                queue.enqueue_in(
-                    timedelta(seconds=d.delay),
-                    ENGINE_FUNCTION,
-                    job_timeout=d.timeout,
-                    **_job_options(d),
-                )
+        for d in delayed:
+            # Needs a worker started with --with-scheduler to move it to the queue.
+            queue.enqueue_in(
+                timedelta(seconds=d.delay),
+                ENGINE_FUNCTION,
+                job_timeout=d.timeout,
+                **_job_options(d),
+            )
 
 
 def _enqueue_logged(deliveries: list[Delivery | Batch]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from typing import Any
 
@@ -25,7 +24,7 @@ from pipelines.dsl import Expand, Graph, Route, WaitForEvent
 from pipelines.engine import claim_sql
 from pipelines.engine.advance import redelivery
 from pipelines.engine.complete import Failure, Outcome, fail, succeed
-from pipelines.engine.continuation import COMMIT_MARGIN, Keep, release
+from pipelines.engine.continuation import Budget, claim_fields, release
 from pipelines.engine.enqueue import enqueue
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.transitions import run_transition, step_transition
@@ -72,7 +71,7 @@ def run_chain(
     successor is handed back to the queue; if the worker dies, or the commit's outcome
     is unknown (its connection dropped), the sweeper reclaims it once its heartbeat is
     stale."""
-    budget = _Budget(queue, worker, job_id, job_budget)
+    budget = Budget(queue, worker, job_id, job_budget)
     execution = _claim(execution_id, attempt, worker, job_id)
     if execution is None:
         return "skipped"
@@ -91,21 +90,20 @@ def run_batch(
     """Run the items of a batch job (an expand's items; see advance.batch_size) one after
     another, each with its own claim, while the budget lasts; then hand the rest back to
     the queue as jobs of their own. Returns how many ran."""
-    budget = _Budget(queue, worker, job_id, job_budget)
+    budget = Budget(queue, worker, job_id, job_budget)
     ran = 0
     # The items' step timeout (they run the same step), known from the first claim.
-    step_timeout = float(get_settings().step_timeout)
-    known = False
+    step_timeout: float | None = None
     with Heartbeat() as heartbeat:
         for index, (execution_id, attempt) in enumerate(items):
-            if index and not budget.fits_another(step_timeout):
+            if index and not budget.fits_another(step_timeout or get_settings().step_timeout):
                 _hand_back(items[index:])
                 break
             execution = _claim(execution_id, attempt, worker, job_id)
             if execution is None:
                 continue
-            if not known:
-                step_timeout, known = _step_timeout(execution), True
+            if step_timeout is None:
+                step_timeout = _step_timeout(execution)
             _run_from(execution, heartbeat, budget)
             ran += 1
     return f"ran {ran} of {len(items)}"
@@ -119,36 +117,6 @@ def _step_timeout(execution: StepExecution) -> float:
         return float(get_settings().step_timeout)
 
 
-class _Budget:
-    """How long one RQ job may go on running steps: PIPELINES_EAGER_STEPS steps and
-    PIPELINES_EAGER_SECONDS seconds, within the job's own timeout."""
-
-    def __init__(
-        self, queue: str | None, worker: str, job_id: str, job_budget: float | None
-    ) -> None:
-        conf = get_settings()
-        self.started = time.monotonic()
-        self.steps_left = max(1, conf.eager_steps)
-        self.queue = queue
-        self.worker = worker
-        self.job_id = job_id
-        self.deadline = self.started + conf.eager_seconds
-        self.job_deadline = None if job_budget is None else self.started + job_budget
-
-    def keep(self) -> Keep | None:
-        """Who may run the next step inline, if the step budget allows one more."""
-        if self.queue is None or self.steps_left <= 1:
-            return None
-        return Keep(self.queue, self.worker, self.job_id, self.deadline, self.job_deadline)
-
-    def fits_another(self, step_timeout: float) -> bool:
-        """Whether a batch goes on with an item whose body may take ``step_timeout``."""
-        if self.steps_left <= 1 or time.monotonic() >= self.deadline:
-            return False
-        needs = step_timeout + COMMIT_MARGIN
-        return self.job_deadline is None or time.monotonic() + needs <= self.job_deadline
-
-
 def _hand_back(items: list[tuple[int, int]]) -> None:
     """Items this batch job will not run get jobs of their own (a claim that already
     happened elsewhere makes them no-ops)."""
@@ -158,7 +126,7 @@ def _hand_back(items: list[tuple[int, int]]) -> None:
     enqueue([redelivery(e) for e in rows])
 
 
-def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: _Budget) -> str:
+def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) -> str:
     """Run a claimed execution and the successors it hands this worker."""
     first: str | None = None
     graph: Graph | None = None
@@ -188,7 +156,7 @@ def run_execution(execution_id: int, attempt: int, *, worker: str = "") -> str:
 
 
 def _run_claimed(
-    execution: StepExecution, heartbeat: Heartbeat, keep: Keep | None
+    execution: StepExecution, heartbeat: Heartbeat, keep: Budget | None
 ) -> tuple[str, StepExecution | None, Graph | None]:
     """Run a claimed execution's body and commit its outcome. Returns the outcome, the
     successor claimed for this worker (if any) and the graph."""
@@ -219,7 +187,7 @@ def _run_attempt(
     step_class: type[Step],
     graph: Graph,
     run: PipelineRun,
-    keep: Keep | None = None,
+    keep: Budget | None = None,
 ) -> tuple[str, StepExecution | None]:
     reruns = 0
     while True:
@@ -268,12 +236,9 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
             at_attempt=attempt,
             current=CLAIMABLE_STEP_STATUSES,
             to=StepStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
             finished_at=None,
             retry_at=None,
-            worker=worker[:200],
-            rq_job=job_id[:200],
+            **claim_fields(worker, job_id, now),
         )
         if not claimed:
             return None

@@ -83,13 +83,6 @@ def sweep() -> SweepReport:
     return report
 
 
-def _graph(execution: StepExecution) -> Any:
-    try:
-        return registry.get(execution.run.pipeline).graph
-    except Exception:
-        return None
-
-
 def _reclaim_dead(report: SweepReport) -> None:
     conf = get_settings()
     cutoff = timezone.now() - timedelta(seconds=conf.reclaim_after)
@@ -141,7 +134,9 @@ def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> 
                 f"killed its worker {crashes} times (crash budget "
                 f"PIPELINES_CRASH_BUDGET={conf.crash_budget}); last: {note}"
             )
-            after_final_failure(run, _graph(execution), execution, reason, attempt)
+            after_final_failure(
+                run, registry.graph_or_none(run.pipeline), execution, reason, attempt
+            )
             report.crashed_out.append(execution.pk)
         else:
             execution.attempt = attempt + 1
@@ -246,7 +241,13 @@ def _expire_one(execution: StepExecution, report: SweepReport) -> None:
             error=error,
             finished_at=timezone.now(),
         ):
-            after_final_failure(run, _graph(execution), execution, error, execution.attempt)
+            after_final_failure(
+                run,
+                registry.graph_or_none(run.pipeline),
+                execution,
+                error,
+                execution.attempt,
+            )
             report.timed_out_waits.append(execution.pk)
 
 

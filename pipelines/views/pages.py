@@ -11,10 +11,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from pipelines import registry, selectors, stats
-from pipelines.exceptions import UnknownPipelineError
 from pipelines.graph_svg import render_svg
 from pipelines.masking import mask
-from pipelines.models import ACTIVE_RUN_STATUSES, PipelineRun, RunStatus, StepExecution
+from pipelines.models import PipelineRun, RunStatus, StepExecution
 from pipelines.templatetags.pipelines_tags import pretty_json
 from pipelines.timeline import render_timeline
 from pipelines.views.access import staff_required
@@ -72,7 +71,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 
 def _get_run(run_id: int) -> PipelineRun:
     try:
-        return PipelineRun.objects.select_related("context_row").get(pk=run_id)
+        return PipelineRun.objects.get(pk=run_id)
     except PipelineRun.DoesNotExist:
         raise Http404(f"No run with id {run_id}.") from None
 
@@ -87,15 +86,12 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
             totals[status] = totals.get(status, 0) + n
     total = sum(totals.values())
     done = totals.get("succeeded", 0)
-    try:
-        graph = registry.get(run.pipeline).graph
-        graph_svg = render_svg(graph, counts)
-    except UnknownPipelineError:
-        graph_svg = None
+    graph = registry.graph_or_none(run.pipeline)
+    graph_svg = render_svg(graph, counts) if graph is not None else None
     end = run.finished_at or timezone.now()
     return {
         "run": run,
-        "active": run.status in ACTIVE_RUN_STATUSES,
+        "active": not run.is_finished,
         "progress": {
             "done": done,
             "total": total,
@@ -126,26 +122,27 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     snapshot = None
     snapshot_step = None
     if after.isdigit():
-        snapshot_step = StepExecution.objects.filter(pk=int(after), run=run).first()
-        snapshot = selectors.run_context_after(run_id=run.pk, execution_id=int(after))
+        snapshot_step = (
+            StepExecution.objects.filter(pk=int(after), run=run)
+            .only("id", "node", "finished_at")
+            .first()
+        )
+        snapshot = selectors.run_context_after(
+            run_id=run.pk, finished=snapshot_step.finished_at if snapshot_step else None
+        )
     context = _live_context(request, run)
     context.update(
         {
             "input": pretty_json(mask(run.input)),
             "output": pretty_json(mask(run.output)),
-            **_context_table(request, run),
+            # The page shows either the snapshot or the current context table.
+            **(_context_table(request, run) if snapshot is None else {}),
             "snapshot": None if snapshot is None else pretty_json(snapshot),
             "snapshot_step": snapshot_step,
             "finished_steps": StepExecution.objects.filter(run=run, finished_at__isnull=False)
             .order_by("id")
             .values_list("id", "node")[:500],
-            "waiting_events": sorted(
-                set(
-                    StepExecution.objects.filter(run=run, status="waiting").values_list(
-                        "event_name", flat=True
-                    )
-                )
-            ),
+            "waiting_events": selectors.run_waiting_events(run_id=run.pk),
         }
     )
     return render(request, "pipelines/run.html", context)
@@ -155,7 +152,7 @@ def _context_table(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
     keys_page, entries = selectors.run_context_page(run_id=run.pk, page=request.GET.get("keys"))
     return {
         "run": run,
-        "active": run.status in ACTIVE_RUN_STATUSES,
+        "active": not run.is_finished,
         "keys_page": keys_page,
         "entries": [
             {

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pipelines.engine import runner, sweeper, tasks
+from pipelines.engine import continuation, runner, sweeper, tasks
 from pipelines.engine.enqueue import BATCH_PREFIX, get_queue
 from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
 from tests.testapp import pipelines as p
@@ -74,7 +74,7 @@ def test_the_commit_claims_the_successor_for_this_worker(redis_conn, monkeypatch
     first = StepExecution.objects.get(run=run)
     redis_conn.flushdb()
     seen = []
-    real_keep = runner._Budget.keep
+    real_keep = continuation.Budget.keep
 
     def keep_once(budget):
         if budget.steps_left < 20:  # the second step is about to start
@@ -82,7 +82,7 @@ def test_the_commit_claims_the_successor_for_this_worker(redis_conn, monkeypatch
             raise KeyboardInterrupt  # e.g. a shutdown signal between two inline steps
         return real_keep(budget)
 
-    monkeypatch.setattr(runner._Budget, "keep", keep_once)
+    monkeypatch.setattr(continuation.Budget, "keep", keep_once)
     with pytest.raises(KeyboardInterrupt):
         runner.run_chain(first.pk, 1, worker="w-1", queue="pipelines", job_id="job-1")
 

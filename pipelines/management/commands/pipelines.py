@@ -191,7 +191,7 @@ class Command(BaseCommand):
 
     def _show(self, options: dict[str, Any]) -> tuple[Any, str]:
         run = _existing(_run_id(options["run"]))
-        steps = list(selectors.run_steps(run_id=run.pk).order_by("id")[:200])
+        steps = list(selectors.run_steps(run_id=run.pk)[:200])
         entries = selectors.run_context_entries(run_id=run.pk)
         data = {
             **_run_dict(run),

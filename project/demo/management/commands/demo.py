@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -58,8 +60,7 @@ class Command(BaseCommand):
         if not options["once"]:
             self._serve(options)
             return
-        worker = None if options["no_worker"] else self._start_worker()
-        try:
+        with self._worker(options):
             run = FulfilOrder.trigger(SAMPLE_ORDER)
             self.stdout.write(f"Triggered {run.pipeline} run {run.pk}; waiting for it...")
             deadline = time.monotonic() + options["timeout"]
@@ -70,16 +71,11 @@ class Command(BaseCommand):
                         f"is a worker running (python manage.py rqworker pipelines)?"
                     )
                 time.sleep(0.1)
-        finally:
-            if worker is not None:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(timeout=30)
         self._report(run)
 
     def _serve(self, options: dict[str, Any]) -> None:
         password = _demo_login()
-        worker = None if options["no_worker"] else self._start_worker()
-        try:
+        with self._worker(options):
             run = FulfilOrder.trigger(SAMPLE_ORDER)
             base = f"http://127.0.0.1:{options['port']}"
             self.stdout.write(
@@ -94,17 +90,23 @@ class Command(BaseCommand):
             call_command(
                 "runserver", f"127.0.0.1:{options['port']}", use_reloader=False, verbosity=0
             )
-        finally:
-            if worker is not None:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(timeout=30)
 
-    def _start_worker(self) -> subprocess.Popen[bytes]:
+    @contextlib.contextmanager
+    def _worker(self, options: dict[str, Any]) -> Iterator[None]:
+        """A worker for the block's duration (unless --no-worker)."""
+        if options["no_worker"]:
+            yield
+            return
         self.stdout.write("Starting a worker: python manage.py rqworker pipelines --with-scheduler")
-        return subprocess.Popen(
+        worker = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", "pipelines", "--with-scheduler", "-v0"],
             cwd=settings.BASE_DIR,
         )
+        try:
+            yield
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
 
     def _report(self, run: Any) -> None:
         style = self.style.SUCCESS if run.status == "succeeded" else self.style.ERROR
