@@ -49,10 +49,9 @@ def main() -> None:
         with CaptureQueriesContext(connection) as queries:
             run = run_trigger(pipeline="Chain10", input={})
             first = StepExecution.objects.get(run=run).pk
-            queries.initial_queries = len(queries.captured_queries)
-            start_at = len(connection.queries)
+            before = len(queries)
             run_chain(first, 1, worker="profile", queue="pipelines")
-        statements = connection.queries[start_at:]
+        statements = queries.captured_queries[before:]
         print(f"per step: {statistics.median(per_step) * 1000:.2f} ms (median of 3 batches)")
         print(f"SQL statements for one 10-step chain: {len(statements)}")
         for q in statements[:14]:

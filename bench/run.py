@@ -122,8 +122,8 @@ def main() -> None:
             )
         if "contention" not in args.skip:
             writes = size.procs * size.keys
-            ours, _ = scenarios.contention(env, "engine", size.procs, size.keys)
-            raw, _ = scenarios.contention(env, "raw", size.procs, size.keys)
+            ours = scenarios.contention(env, "engine", size.procs, size.keys)
+            raw = scenarios.contention(env, "raw", size.procs, size.keys)
             row(
                 f"context {size.procs} procs x {size.keys} keys (writes/s)",
                 f"{writes / ours:.0f}",
@@ -157,11 +157,8 @@ def main() -> None:
         f"Redis server (private), {platform.machine()} {platform.system()}, "
         f"one worker per measurement; mode: {'quick' if args.quick else 'full'}"
     )
-    widths = [
-        max(len(r[i]) for r in [*rows, ("metric", "engine", "baseline", "ratio", "target")])
-        for i in range(5)
-    ]
     header = ("metric", "engine", "baseline", "ratio", "target")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
 

@@ -2,47 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import sys
 import time
 
-from bench.env import ROOT, BenchEnv
+from bench.env import BenchEnv
+from tests.helpers.procs import spawn_json
 
 
-def contention(env: BenchEnv, mode: str, processes: int, keys: int) -> tuple[float, int]:
-    """Seconds for ``processes`` x ``keys`` distinct new keys into one run's context, and
-    the number of keys stored (every one must be, none overwritten)."""
+def contention(env: BenchEnv, mode: str, processes: int, keys: int) -> float:
+    """Seconds for ``processes`` x ``keys`` distinct new keys into one run's context
+    (every one must be stored, none overwritten)."""
     from pipelines.models import ContextWrite, PipelineRun, RunContext
 
     run = PipelineRun.objects.create(pipeline="Chain10", input=None, status="running")
     RunContext.objects.create(run=run, data={})
     start_at = time.time() + 3
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.contention_proc",
-                mode,
-                str(run.pk),
-                str(i),
-                str(keys),
-                str(start_at),
-            ],
-            cwd=ROOT,
-            env=env.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for i in range(processes)
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()
-        results.append(json.loads(out))
+    command = [sys.executable, "-m", "bench.contention_proc", mode, str(run.pk)]
+    results = spawn_json(
+        [[*command, str(i), str(keys), str(start_at)] for i in range(processes)],
+        env.env(),
+        timeout=600,
+    )
     elapsed = max(r["ended"] for r in results) - min(r["started"] for r in results)
     data = RunContext.objects.get(pk=run.pk).data
     expected = {f"p{i}-k{k}" for i in range(processes) for k in range(keys)}
@@ -53,7 +34,7 @@ def contention(env: BenchEnv, mode: str, processes: int, keys: int) -> tuple[flo
     assert sum(r["written"] for r in results) == len(expected)
     if mode == "engine":
         assert ContextWrite.objects.filter(run=run).count() == len(expected)
-    return elapsed, len(data)
+    return elapsed
 
 
 def triggers_python(count: int) -> float:
@@ -89,13 +70,13 @@ def dashboard(steps: int, keys: int, repeat: int) -> tuple[float, int, float, in
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from tests.integration.test_dashboard import _big_run
+    from tests.helpers.inprocess import big_run
 
     user, _ = User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
     client = Client()
     client.force_login(user)
     figures: list[float] = []
-    for run in (_big_run(steps=steps, keys=keys), _big_run(steps=3, keys=2)):
+    for run in (big_run(steps=steps, keys=keys), big_run(steps=3, keys=2)):
         url = f"/pipelines/runs/{run.pk}/"
         client.get(url)  # warm
         times = []

@@ -19,46 +19,33 @@ ENGINE_WORKERS = {
 RQ_WORKERS = {"SimpleWorker": "rq.worker.SimpleWorker", "Worker": "rq.worker.Worker"}
 
 
-def _engine_worker(env: BenchEnv, kind: str) -> Any:
-    import django_rq
+def _start_rq_worker(env: BenchEnv, args: list[str], name: str) -> Any:
+    """Start an RQ worker (the engine's or bare RQ's, both on the private Redis) and wait
+    until it has registered, failing at once if it exits."""
     from rq import Worker
 
-    proc = env.start(
-        [
-            sys.executable,
-            "manage.py",
-            "rqworker",
-            "pipelines",
-            "--worker-class",
-            ENGINE_WORKERS[kind],
-        ],
-        f"engine-{kind}",
-    )
-    wait(lambda: len(Worker.all(connection=django_rq.get_connection("pipelines"))) >= 1, 60)
+    conn = env.redis.client()
+    before = len(Worker.all(connection=conn))
+    proc = env.start(args, name)
+
+    def registered() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker {name} exited; its log is {env.tmp / name}.log")
+        return len(Worker.all(connection=conn)) > before
+
+    wait(registered, 60)
     return proc
+
+
+def _engine_worker(env: BenchEnv, kind: str) -> Any:
+    args = ["manage.py", "rqworker", "pipelines", "--worker-class", ENGINE_WORKERS[kind]]
+    return _start_rq_worker(env, [sys.executable, *args], f"engine-{kind}")
 
 
 def _rq_worker(env: BenchEnv, kind: str) -> Any:
-    from rq import Worker
-
-    proc = env.start(
-        [
-            sys.executable,
-            "-m",
-            "rq.cli",
-            "worker",
-            "-u",
-            env.redis.url,
-            "--worker-class",
-            RQ_WORKERS[kind],
-            "--serializer",
-            "rq.serializers.JSONSerializer",
-            "bench",
-        ],
-        f"rq-{kind}",
-    )
-    wait(lambda: len(Worker.all(connection=env.redis.client())) >= 1, 60)
-    return proc
+    args = ["-m", "rq.cli", "worker", "-u", env.redis.url, "--worker-class", RQ_WORKERS[kind]]
+    args += ["--serializer", "rq.serializers.JSONSerializer", "bench"]
+    return _start_rq_worker(env, [sys.executable, *args], f"rq-{kind}")
 
 
 def _celery_worker(env: BenchEnv) -> Any:
@@ -87,11 +74,11 @@ def _celery_worker(env: BenchEnv) -> Any:
     return proc
 
 
-def engine_chains(env: BenchEnv, kind: str, runs: int, length: int = 10) -> float:
+def engine_chains(env: BenchEnv, kind: str, runs: int) -> float:
+    """Seconds for ``runs`` runs of the 10-step Chain10."""
     from bench.pipelines import Chain10
     from pipelines.models import PipelineRun
 
-    assert length == 10
     proc = _engine_worker(env, kind)
     try:
         start = time.perf_counter()

@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.procs import ROOT, worker_env
+
 CI = os.environ.get("CI", "").lower() == "true"
 _missing: list[str] = []
 
@@ -94,28 +95,16 @@ def redis_conn() -> object:
     return conn
 
 
-def _worker_env() -> dict[str, str]:
-    from django.db import connection
-
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["PIPELINES_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
 class WorkerPool:
     def __init__(
         self,
         count: int,
         queues: list[str],
-        worker_class: str | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.extra_env = extra_env or {}
         self.count = count
         self.queues = queues
-        self.worker_class = worker_class
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -128,13 +117,11 @@ class WorkerPool:
         for i in range(self.count):
             log = tmp / f"worker-{i}.log"
             args = [sys.executable, "manage.py", "rqworker", *self.queues, "--with-scheduler"]
-            if self.worker_class:
-                args += ["--worker-class", self.worker_class]
             self.procs.append(
                 subprocess.Popen(
                     args,
                     cwd=ROOT,
-                    env={**_worker_env(), **self.extra_env},
+                    env=worker_env(**self.extra_env),
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
                     # Its own process group: the work horse and RQ's scheduler process go
@@ -159,7 +146,7 @@ class WorkerPool:
 
     def add(self, tmp: Path) -> None:
         """Start one more worker (e.g. after a test killed one)."""
-        extra = WorkerPool(1, self.queues, self.worker_class, self.extra_env)
+        extra = WorkerPool(1, self.queues, self.extra_env)
         extra.start(tmp)
         self.procs += extra.procs
         self.logs += extra.logs

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.procs import ROOT
 
 
 def test_demo_command_runs_the_pipeline_on_the_embedded_defaults(tmp_path):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipelines.models import RunStatus, StepExecution
-from tests.conftest import ROOT, _worker_env
+from tests.helpers.procs import ROOT, worker_env
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.workers]
@@ -27,7 +27,7 @@ def test_pipeline_simple_worker_drains_a_whole_run_in_burst_mode(redis_conn):
             "pipelines.engine.worker.PipelineSimpleWorker",
         ],
         cwd=ROOT,
-        env=_worker_env(),
+        env=worker_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,9 +3,6 @@ ignore the cancel, event waits, resume, re-run, and racing idempotent triggers."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from io import StringIO
@@ -13,12 +10,12 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 
 from pipelines.exceptions import EventNotExpectedError, InvalidTransitionError
 from pipelines.models import PipelineRun, RunStatus, StepExecution
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.faults.conftest import assert_invariants
+from tests.helpers.procs import spawn_json, worker_env
 from tests.testapp import fault_pipelines as f
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
@@ -142,37 +139,14 @@ def test_rerun_starts_a_new_run_with_the_same_input(fault_workers, finished):
 
 
 def test_racing_idempotent_triggers_create_one_run(fault_env, fault_workers, finished):
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        PYTHONPATH=str(ROOT),
-        PIPELINES_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-        REDIS_URL=fault_env["redis"].url,
-    )
     start_at = str(time.time() + 3)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.helpers.dbproc",
-                "trigger",
-                "VictimPipeline",
-                "k-1",
-                start_at,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(8)
-    ]
-    ids = set()
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err.decode()
-        ids.add(json.loads(out)["run_id"])
+    command = [sys.executable, "-m", "tests.helpers.dbproc", "trigger", "VictimPipeline", "k-1"]
+    results = spawn_json(
+        [[*command, start_at] for _ in range(8)],
+        worker_env(REDIS_URL=fault_env.url),
+        timeout=60,
+    )
+    ids = {result["run_id"] for result in results}
 
     assert len(ids) == 1
     assert PipelineRun.objects.filter(idempotency_key="k-1").count() == 1

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 
 
 def test_redis_down_during_the_commit_enqueue_is_recovered(fault_env, fault_workers, finished):
-    server = fault_env["redis"]
+    server = fault_env
     run = f.VictimPipeline.trigger({"hold": 2})
     wait_for(lambda: f.marks(run.pk, "victim-start"), 30, "the victim to start")
     server.stop()  # the step commits while Redis is gone: its next step cannot be enqueued
@@ -41,7 +41,7 @@ def test_flushall_mid_run_loses_queued_jobs_and_they_are_recovered(
 ):
     run = f.FanoutPipeline.trigger({"count": 10})
     wait_for(lambda: f.marks(run.pk, "item"), 30, "the first items to start")
-    fault_env["redis"].client().flushall()
+    fault_env.client().flushall()
 
     run = finished(run, timeout=90)
 
@@ -54,7 +54,7 @@ def test_flushall_mid_run_loses_queued_jobs_and_they_are_recovered(
 
 
 def test_redis_restarted_mid_run(fault_env, fault_workers, finished):
-    server = fault_env["redis"]
+    server = fault_env
     run = f.FanoutPipeline.trigger({"count": 8})
     wait_for(lambda: f.marks(run.pk, "item"), 30, "the first items to start")
     server.stop()

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from pipelines.models import PipelineRun
-from tests.integration.test_context import drive
+from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]

@@ -15,8 +15,8 @@ from django.core.management.base import CommandError
 
 from pipelines import registry
 from pipelines.models import PipelineRun
-from tests.conftest import ROOT, _worker_env
-from tests.integration.test_context import drive
+from tests.helpers.inprocess import drive
+from tests.helpers.procs import ROOT, worker_env
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -109,7 +109,7 @@ def test_errors_go_to_stderr_with_a_non_zero_exit():
     done = subprocess.run(
         [sys.executable, "manage.py", "pipelines", "show", "999999999"],
         cwd=ROOT,
-        env=_worker_env(),
+        env=worker_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.models import RunStatus, StepExecution
-from tests.integration.test_context import drive
+from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]

@@ -8,6 +8,7 @@ from pipelines import OverwriteError, ReadOnlyError
 from pipelines.context import StepContext
 from pipelines.engine.runner import run_execution
 from pipelines.models import ContextWrite, RunContext, RunStatus, StepAttempt, StepExecution
+from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
@@ -16,20 +17,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pyt
 @pytest.fixture
 def run(redis_conn):
     return p.ChainPipeline.trigger({"n": 1, "tags": ["a"]})
-
-
-def drive(run):
-    """Run every enqueued execution in this process until the run is finished."""
-    for _ in range(50):
-        pending = StepExecution.objects.filter(
-            run=run, status__in=["enqueued", "retrying"]
-        ).order_by("id")
-        if not pending:
-            break
-        for execution in pending:
-            run_execution(execution.pk, execution.attempt, worker="in-process")
-    run.refresh_from_db()
-    return run
 
 
 def test_outside_write_commits_at_once_and_is_write_once(run):
@@ -166,6 +153,5 @@ def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
     assert not ContextWrite.objects.filter(run=run).exists()
     assert StepExecution.objects.filter(run=run).count() == 1  # no next step
     # And the old attempt's job, delivered again, is not claimed either.
-    from pipelines.engine.runner import run_execution
 
     assert run_execution(execution.pk, 1, worker="zombie-worker") == "skipped"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
+
+from tests.helpers.procs import spawn_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,15 +19,13 @@ def test_racing_processes_get_exactly_one_winner_per_key(on_database, database):
     call = on_database(database)
     run_id = call("create_run")["run_id"]
     start_at = str(time.time() + 3)  # every process waits for the same instant
-    procs = [
-        call("race", str(run_id), str(i), start_at, ",".join(KEYS), spawn=True)
-        for i in range(PROCESSES)
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()
-        results.append(json.loads(out))
+    results = spawn_json(
+        [
+            call.command("race", str(run_id), str(i), start_at, ",".join(KEYS))
+            for i in range(PROCESSES)
+        ],
+        call.env,
+    )
 
     assert [r["errors"] for r in results] == [[]] * PROCESSES
     winners: dict[str, list[int]] = {key: [] for key in KEYS}

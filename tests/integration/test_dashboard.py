@@ -8,10 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
-from pipelines.models import ContextWrite, PipelineRun, RunContext, StepAttempt, StepExecution
-from tests.integration.test_context import drive
+from pipelines.models import PipelineRun, StepExecution
+from tests.helpers.inprocess import big_run, drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -203,47 +202,10 @@ def test_live_fragment_polls_only_while_the_run_is_active(users, redis_conn):
     assert b'data-status="succeeded"' in live
 
 
-def _big_run(steps: int, keys: int) -> PipelineRun:
-    now = timezone.now()
-    run = PipelineRun.objects.create(pipeline="ChainPipeline", input={"n": 1}, status="running")
-    RunContext.objects.create(run=run, data={f"key-{i:04d}": i for i in range(keys)})
-    executions = StepExecution.objects.bulk_create(
-        StepExecution(
-            run=run,
-            node="Add.0",
-            step="Add",
-            status="succeeded",
-            queue="pipelines",
-            payload={"i": i},
-            output={"i": i},
-            started_at=now,
-            finished_at=now,
-        )
-        for i in range(steps)
-    )
-    StepAttempt.objects.bulk_create(
-        StepAttempt(execution=e, number=1, status="succeeded", started_at=now, finished_at=now)
-        for e in executions
-    )
-    ContextWrite.objects.bulk_create(
-        ContextWrite(
-            run=run,
-            key=f"key-{i:04d}",
-            value=i,
-            execution=executions[i % steps],
-            step="Add.0",
-            attempt=1,
-            written_at=now,
-        )
-        for i in range(keys)
-    )
-    return run
-
-
 def test_run_page_query_count_does_not_grow_with_the_run(users, redis_conn):
     client = client_for(users["staff"])
-    small = _big_run(steps=3, keys=2)
-    big = _big_run(steps=10_000, keys=1_000)
+    small = big_run(steps=3, keys=2)
+    big = big_run(steps=10_000, keys=1_000)
     counts = {}
     for label, run in (("small", small), ("big", big)):
         for url in (

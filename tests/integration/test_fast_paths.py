@@ -15,27 +15,10 @@ from django.utils import timezone
 from pipelines.engine import continuation, runner, sweeper, tasks
 from pipelines.engine.enqueue import BATCH_PREFIX, get_queue
 from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
+from tests.helpers.inprocess import drive, run_queued_jobs
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
-
-
-def run_queued_jobs(limit: int = 1000) -> list[str]:
-    """Run the jobs in the pipelines queue in this process (up to ``limit``), as a worker
-    would; return the function names in the order they ran."""
-    queue = get_queue("pipelines")
-    ran: list[str] = []
-    for _ in range(limit):
-        job_id = queue.connection.lpop(queue.key)
-        if job_id is None:
-            return ran
-        job = queue.fetch_job(job_id.decode())
-        assert job is not None
-        ran.append(str(job.func_name))
-        job.func(*job.args, **job.kwargs)
-    if limit == 1000:
-        raise AssertionError("the queue never drained")
-    return ran
 
 
 def test_a_chain_costs_one_statement_per_step_on_postgresql(redis_conn):
@@ -253,7 +236,6 @@ def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redi
 
     from pipelines.context import StepContext
     from pipelines.engine.complete import Outcome, halt_run, lock_run, succeed
-    from tests.integration.test_context import drive
 
     graph = p.DividePipeline.graph
     run = p.DividePipeline.trigger({"n": 0})
@@ -284,7 +266,6 @@ def test_a_run_with_nothing_to_retry_is_not_resumed(redis_conn):
     """An expand over the limit fails the run after its step succeeded: resuming would
     leave a running run with nothing to run, so it is refused with the reason."""
     from pipelines.exceptions import InvalidTransitionError
-    from tests.integration.test_context import drive
 
     run = drive(p.TooManyPipeline.trigger(None))
     assert run.status == RunStatus.FAILED

@@ -12,7 +12,7 @@ from django.utils import timezone
 from pipelines.engine import lease
 from pipelines.engine.enqueue import get_queue
 from pipelines.models import RunStatus, StepAttempt, StepExecution
-from tests.integration.test_context import drive
+from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from pipelines.engine import advance, runner
 from pipelines.models import RunStatus, StepExecution, StepStatus
-from tests.integration.test_context import drive
+from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
