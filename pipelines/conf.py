@@ -31,6 +31,7 @@ class PipelineSettings:
     eager_steps: int
     eager_seconds: float
     expand_batch: int
+    store: str
 
 
 DEFAULTS = {
@@ -72,6 +73,9 @@ DEFAULTS = {
     # A big expand's items share RQ jobs of up to this many items, run one after another
     # within the same budgets (every expand keeps at least 64 jobs). 1 turns it off.
     "PIPELINES_EXPAND_BATCH": 10,
+    # Where the engine writes: "" picks by database (PostgreSQL's named statements on
+    # PostgreSQL, the portable ORM store elsewhere); "orm" forces the portable store.
+    "PIPELINES_STORE": "",
 }
 
 
@@ -111,6 +115,7 @@ def get_settings() -> PipelineSettings:
         eager_steps=_int("PIPELINES_EAGER_STEPS"),
         eager_seconds=_float("PIPELINES_EAGER_SECONDS"),
         expand_batch=_int("PIPELINES_EXPAND_BATCH"),
+        store=str(_get("PIPELINES_STORE")),
     )
 
 

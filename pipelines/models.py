@@ -11,45 +11,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from pipelines.lifecycle import (
+    ACTIVE_RUN_STATUSES,
+    AttemptStatus,
+    RunStatus,
+    StepKind,
+    StepStatus,
+)
+
 if TYPE_CHECKING:
     from pipelines.context import RunContextHandle
-
-
-class RunStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"  # a step is paused until an event arrives
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class StepStatus(models.TextChoices):
-    ENQUEUED = "enqueued"
-    RUNNING = "running"
-    RETRYING = "retrying"  # failed, waiting for its backoff before the next attempt
-    WAITING = "waiting"  # the body returned WaitForEvent; send_event completes it
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class AttemptStatus(models.TextChoices):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CRASHED = "crashed"  # its worker died: the heartbeat stopped
-
-
-class StepKind(models.TextChoices):
-    STEP = "step"
-    HALT = "halt", "halt handler"
-    COMPENSATION = "compensation"
-
-
-ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
-CLAIMABLE_STEP_STATUSES = (StepStatus.ENQUEUED, StepStatus.RETRYING)
 
 
 class PipelineRun(models.Model):

@@ -161,13 +161,18 @@ def run_context_page(*, run_id: int, page: int | str | None) -> tuple[Page, list
 
 def run_context_after(*, run_id: int, finished: datetime | None) -> dict[str, Any] | None:
     """The context as it stood right after a step that finished at ``finished`` committed
-    (masked), or None if that step has not finished. Writes commit with their step, under
-    the run's lock, so everything written at or before its finish time was there."""
+    (masked), or None if that step has not finished. A step's writes commit with its
+    finish, under the run's lock, which is also when its finish time is stamped: so the
+    writes of steps that finished by then, and those made outside steps by then, were
+    there."""
     if finished is None:
         return None
     state: dict[str, Any] = {}
+    before = Q(execution__isnull=True, written_at__lte=finished) | Q(
+        execution__finished_at__lte=finished
+    )
     for key, value in (
-        ContextWrite.objects.filter(run_id=run_id, written_at__lte=finished)
+        ContextWrite.objects.filter(before, run_id=run_id)
         .order_by("id")
         .values_list("key", "value")
     ):

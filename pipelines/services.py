@@ -6,20 +6,16 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
-from pipelines import context_sql, registry, selectors
+from pipelines import registry, selectors
 from pipelines.context import checked_copy, describe_writer
-from pipelines.engine.advance import delivery, new_execution, redelivery
-from pipelines.engine.complete import (
-    advance_and_enqueue,
-    held_steps,
-    lock_run,
-    resume_held,
-    start_next_compensation,
-)
-from pipelines.engine.enqueue import enqueue_on_commit
-from pipelines.engine.transitions import run_transition, step_transition
+from pipelines.engine import plan, rows
+from pipelines.engine.delivery import delivery, enqueue_on_commit
+from pipelines.engine.halting import start_next_compensation
+from pipelines.engine.holding import held_steps, release_held
+from pipelines.engine.store import get_store
+from pipelines.engine.transitions import run_transition, step_transition, steps_transition
 from pipelines.exceptions import (
     EventNotExpectedError,
     InputValueError,
@@ -28,16 +24,14 @@ from pipelines.exceptions import (
     PipelineError,
 )
 from pipelines.frozen import thaw
-from pipelines.models import (
+from pipelines.lifecycle import (
     ACTIVE_RUN_STATUSES,
-    ContextWrite,
-    PipelineRun,
-    RunContext,
+    UNSTARTED_STEP_STATUSES,
     RunStatus,
-    StepExecution,
     StepKind,
     StepStatus,
 )
+from pipelines.models import PipelineRun, RunContext, StepExecution
 from pipelines.values import check_json
 
 
@@ -73,53 +67,41 @@ def run_trigger(
                 raise
             return PipelineRun.objects.get(pipeline=pipeline, idempotency_key=idempotency_key)
         RunContext.objects.create(run=run, data={})
-        first = new_execution(run, graph, graph.entry, input)
-        first.save()
+        first = rows.new_execution(run, graph, graph.entry, input)
+        rows.insert([first])
         enqueue_on_commit([delivery(first, graph)])
     return run
 
 
 def context_set(*, run_id: int, key: str, value: Any, overwrite: bool = False) -> None:
-    """Write one context key from outside a step: checked and committed at once, under the
-    run's lock, with the same write-once rule as steps."""
+    """Write one context key from outside a step: checked and committed at once, with the
+    same write-once rule as steps (the store checks it under the run's lock)."""
     key, value = checked_copy(key, value)
-    now = timezone.now()
-    if context_sql.server_side():
-        if not context_sql.merge_writes(run_id=run_id, writes={key: (value, overwrite)}, now=now):
-            if not RunContext.objects.filter(pk=run_id).exists():
-                raise RunContext.DoesNotExist(f"run {run_id} has no context")
-            raise OverwriteError(key, describe_writer(run_id, key))
-        return
-    with transaction.atomic():
-        lock_run(run_id)
-        data = RunContext.objects.filter(pk=run_id).values_list("data", flat=True).get()
-        if key in data and not overwrite:
-            raise OverwriteError(key, describe_writer(run_id, key))
-        data[key] = value
-        RunContext.objects.filter(pk=run_id).update(data=data, updated_at=now)
-        ContextWrite.objects.create(
-            run_id=run_id, key=key, value=value, overwrite=overwrite, written_at=now
-        )
+    if get_store().write_context(run_id, {key: (value, overwrite)}):
+        if not RunContext.objects.filter(pk=run_id).exists():
+            raise RunContext.DoesNotExist(f"run {run_id} has no context")
+        raise OverwriteError(key, describe_writer(run_id, key))
 
 
 def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
     """Cancel a run: nothing new starts, queued and waiting steps are cancelled, running
     steps see ``self.cancelled`` and are stopped after ``PIPELINES_CANCEL_GRACE`` seconds,
     and completed steps' compensations run, newest first."""
-    now = timezone.now()
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = get_store().lock_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise InvalidTransitionError(
                 f"run {run_id} is {run.status}; only pending, running or waiting runs can be "
                 f"cancelled"
             )
         run_transition(run, RunStatus.CANCELLED, error=reason)
-        StepExecution.objects.filter(
-            run=run,
-            kind=StepKind.STEP,
-            status__in=[StepStatus.ENQUEUED, StepStatus.RETRYING, StepStatus.WAITING],
-        ).update(status=StepStatus.CANCELLED, finished_at=now, error="run cancelled")
+        steps_transition(
+            StepExecution.objects.filter(run=run, kind=StepKind.STEP),
+            current=UNSTARTED_STEP_STATUSES,
+            to=StepStatus.CANCELLED,
+            finished_at=Now(),
+            error="run cancelled",
+        )
         start_next_compensation(run, registry.graph_or_none(run.pipeline))
     return run
 
@@ -127,8 +109,9 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
 def run_resume(*, run_id: int) -> PipelineRun:
     """Resume a failed run from its failed steps, keeping completed steps and context.
     Failed (and never-started) steps get a new attempt."""
+    store = get_store()
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = store.lock_run(run_id)
         if run.status != RunStatus.FAILED:
             raise InvalidTransitionError(f"run {run_id} is {run.status}; only failed runs resume")
         if StepExecution.objects.filter(run=run, kind=StepKind.COMPENSATION).exists():
@@ -150,7 +133,9 @@ def run_resume(*, run_id: int) -> PipelineRun:
             )
         run_transition(run, RunStatus.RUNNING, error="")
         try:
-            resume_held(run, graph)
+            for held in held_steps(run):
+                route = release_held(held)
+                store.advance(run, graph, held, plan.for_execution(graph, held, held.output, route))
         except (KeyError, PipelineError) as exc:
             raise InvalidTransitionError(
                 f"run {run_id} cannot resume: its pipeline changed since it failed ({exc})"
@@ -162,16 +147,16 @@ def run_resume(*, run_id: int) -> PipelineRun:
             if step_transition(
                 execution.pk,
                 at_attempt=execution.attempt,
-                current=[execution.status],  # type: ignore[list-item]
+                current=[execution.status],
                 to=StepStatus.ENQUEUED,
                 attempt=execution.attempt + 1,
                 crash_count=0,
                 error="",
                 finished_at=None,
-                enqueued_at=timezone.now(),
+                enqueued_at=Now(),
             ):
                 execution.attempt += 1
-                deliveries.append(redelivery(execution))
+                deliveries.append(delivery(execution, graph))
         enqueue_on_commit(deliveries)
     return run
 
@@ -186,9 +171,9 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
     """Deliver an event to the step waiting for it; the next step gets ``payload``."""
     check_json(payload, where=f"event {name!r} payload", error=InputValueError)
     payload = thaw(payload)
-    now = timezone.now()
+    store = get_store()
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = store.lock_run(run_id)
         waiting = selectors.run_waiting_steps(run_id=run_id)
         execution = waiting.filter(event_name=name).order_by("id").first()
         if execution is None or run.status not in ACTIVE_RUN_STATUSES:
@@ -203,11 +188,11 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
             current=[StepStatus.WAITING],
             to=StepStatus.SUCCEEDED,
             output=payload,
-            finished_at=now,
+            finished_at=Now(),
         )
         if run.status == RunStatus.WAITING and not waiting.exclude(pk=execution.pk).exists():
             run_transition(run, RunStatus.RUNNING)
         execution.output = payload
         graph = registry.get(run.pipeline).graph
-        advance_and_enqueue(run, graph, execution, payload, None)
+        store.advance(run, graph, execution, plan.for_execution(graph, execution, payload))
     return run

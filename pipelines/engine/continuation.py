@@ -16,31 +16,18 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
-from typing import Any
 
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from pipelines.conf import get_settings
 from pipelines.dsl import Graph
-from pipelines.engine.advance import delivery
-from pipelines.engine.enqueue import enqueue
+from pipelines.engine.delivery import delivery, enqueue
 from pipelines.engine.transitions import step_transition
-from pipelines.models import StepExecution, StepStatus
+from pipelines.lifecycle import StepStatus
+from pipelines.models import StepExecution
 
 logger = logging.getLogger("pipelines.runner")
 COMMIT_MARGIN = 30  # seconds; Step.job_timeout() gives every job 60 over its step timeout
-
-
-def claim_fields(worker: str, job_id: str, now: datetime) -> dict[str, Any]:
-    """What a claim writes on an execution (besides its status): by the claim's UPDATE,
-    or on a successor the commit that creates it claims."""
-    return {
-        "started_at": now,
-        "heartbeat_at": now,
-        "worker": worker[:200],
-        "rq_job": job_id[:200],
-    }
 
 
 class Budget:
@@ -85,13 +72,6 @@ class Budget:
         step = graph.node(execution.node).step
         return execution.queue == self.queue and self.fits(step.step_timeout())
 
-    def claim(self, execution: StepExecution) -> None:
-        """Mark a not yet inserted execution as claimed by this worker: the commit that
-        creates it is its claim."""
-        execution.status = StepStatus.RUNNING
-        for name, value in claim_fields(self.worker, self.job_id, timezone.now()).items():
-            setattr(execution, name, value)
-
 
 def release(execution: StepExecution, graph: Graph) -> None:
     """Hand a claimed successor that will not run here after all back to the queue."""
@@ -105,7 +85,7 @@ def release(execution: StepExecution, graph: Graph) -> None:
             heartbeat_at=None,
             worker="",
             rq_job="",
-            enqueued_at=timezone.now(),
+            enqueued_at=Now(),
         ):
             enqueue([delivery(execution, graph)])
     except Exception:

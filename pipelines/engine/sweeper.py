@@ -38,16 +38,17 @@ from rq.utils import utcparse
 from pipelines import registry
 from pipelines.conf import get_settings
 from pipelines.engine import lease
-from pipelines.engine.advance import redelivery
-from pipelines.engine.complete import after_final_failure, lock_run, record_attempt
-from pipelines.engine.enqueue import (
-    BATCH_PREFIX,
+from pipelines.engine.delivery import (
     Delivery,
+    batch_of,
+    delivery,
     enqueue,
     enqueue_on_commit,
     get_queue,
     job_id,
 )
+from pipelines.engine.halting import after_final_failure
+from pipelines.engine.rows import lock_run, record_attempt
 from pipelines.engine.transitions import step_transition
 from pipelines.models import (
     AttemptStatus,
@@ -140,7 +141,8 @@ def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> 
             report.crashed_out.append(execution.pk)
         else:
             execution.attempt = attempt + 1
-            enqueue_on_commit([redelivery(execution, at_front=True)])
+            graph = registry.graph_or_none(run.pipeline)
+            enqueue_on_commit([delivery(execution, graph, at_front=True)])
             report.reclaimed.append(execution.pk)
 
 
@@ -148,12 +150,9 @@ def _job_ids(execution: StepExecution) -> list[str]:
     """The jobs that would run this execution: its own, and the batch job it was created
     for (an expand item's first attempt, until claimed)."""
     ids = [job_id(execution.pk, execution.attempt)]
-    if (
-        execution.status == StepStatus.ENQUEUED
-        and execution.attempt == 1
-        and execution.rq_job.startswith(BATCH_PREFIX)
-    ):
-        ids.append(execution.rq_job)
+    batch = batch_of(execution)
+    if batch is not None:
+        ids.append(batch)
     return ids
 
 
@@ -212,7 +211,8 @@ def _reenqueue_lost(report: SweepReport) -> None:
         if StepExecution.objects.filter(
             pk=execution.pk, attempt=execution.attempt, status=execution.status
         ).update(enqueued_at=now):
-            deliveries.append(redelivery(execution, at_front=True))
+            graph = registry.graph_or_none(execution.run.pipeline)
+            deliveries.append(delivery(execution, graph, at_front=True))
             report.reenqueued.append(execution.pk)
     if deliveries:
         enqueue(deliveries)

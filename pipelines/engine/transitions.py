@@ -1,7 +1,8 @@
-"""The only places where run and step-execution statuses change.
+"""Guarded status changes of runs and step executions, through the ORM.
 
-Each change is a conditional UPDATE on the expected current status, so two processes that
-race to move the same row cannot both succeed.
+Each change is a conditional UPDATE on the expected current status (and, for a step, its
+attempt), so two processes that race to move the same row cannot both succeed. The
+allowed changes come from :mod:`pipelines.lifecycle`. Timestamps are the database's clock.
 """
 
 from __future__ import annotations
@@ -9,67 +10,54 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from pipelines.exceptions import InvalidTransitionError
-from pipelines.models import PipelineRun, RunStatus, StepExecution, StepStatus
-
-_ENDINGS = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
-RUN_TRANSITIONS: dict[str, set[str]] = {
-    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.WAITING, *_ENDINGS},
-    RunStatus.RUNNING: {RunStatus.WAITING, *_ENDINGS},
-    RunStatus.WAITING: {RunStatus.RUNNING, *_ENDINGS},
-    RunStatus.SUCCEEDED: set(),
-    RunStatus.FAILED: {RunStatus.RUNNING},  # resume from the failed step
-    RunStatus.CANCELLED: set(),
-}
-
-STEP_TRANSITIONS: dict[str, set[str]] = {
-    StepStatus.ENQUEUED: {StepStatus.RUNNING, StepStatus.CANCELLED},
-    StepStatus.RETRYING: {StepStatus.RUNNING, StepStatus.CANCELLED},
-    StepStatus.RUNNING: {
-        StepStatus.SUCCEEDED,
-        StepStatus.FAILED,
-        StepStatus.RETRYING,
-        StepStatus.WAITING,
-        StepStatus.CANCELLED,
-        StepStatus.ENQUEUED,  # reclaimed after its worker died
-    },
-    StepStatus.WAITING: {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED},
-    StepStatus.SUCCEEDED: set(),
-    StepStatus.FAILED: {StepStatus.ENQUEUED},  # resume
-    StepStatus.CANCELLED: {StepStatus.ENQUEUED},  # resume
-}
-
-TERMINAL_RUN = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+from pipelines.lifecycle import (
+    TERMINAL_RUN_STATUSES,
+    RunStatus,
+    StepStatus,
+    run_may_move,
+    step_may_move,
+)
+from pipelines.models import PipelineRun, StepExecution
 
 
 def run_transition(run: PipelineRun, to: RunStatus, **fields: Any) -> None:
     """Move ``run`` to ``to``; raise InvalidTransitionError if its status does not allow it
-    or another process changed it first."""
+    or another process changed it first. A run's ``started_at`` is its first start: a
+    resumed run keeps it, so its duration stays true."""
     current = run.status
-    if to not in RUN_TRANSITIONS[current]:
+    if not run_may_move(current, to):
         raise InvalidTransitionError(f"run {run.pk} is {current}; it cannot become {to}")
-    now = timezone.now()
-    if to == RunStatus.RUNNING:
-        fields.setdefault("started_at", now)
-    if to in TERMINAL_RUN:
-        fields.setdefault("finished_at", now)
-    elif current in TERMINAL_RUN:
+    if to == RunStatus.RUNNING and run.started_at is None:
+        fields.setdefault("started_at", Now())
+    if to in TERMINAL_RUN_STATUSES:
+        fields.setdefault("finished_at", Now())
+    elif current in TERMINAL_RUN_STATUSES:
         fields.setdefault("finished_at", None)  # resumed
     updated = PipelineRun.objects.filter(pk=run.pk, status=current).update(status=to, **fields)
     if not updated:
         raise InvalidTransitionError(f"run {run.pk} changed status concurrently (was {current})")
     run.status = to
+    set_written(run, fields)
+
+
+def set_written(row: Any, fields: dict[str, Any]) -> None:
+    """Mirror an UPDATE on the instance. A value the database computed (its clock) is
+    left unloaded, so reading it fetches what was stored."""
     for name, value in fields.items():
-        setattr(run, name, value)
+        if hasattr(value, "resolve_expression"):
+            row.__dict__.pop(name, None)
+        else:
+            setattr(row, name, value)
 
 
 def step_transition(
     execution_id: int,
     *,
     at_attempt: int,
-    current: Iterable[StepStatus],
+    current: Iterable[str],
     to: StepStatus,
     where: dict[str, Any] | None = None,
     **fields: Any,
@@ -82,10 +70,22 @@ def step_transition(
     """
     current = list(current)
     for status in current:
-        if to not in STEP_TRANSITIONS[status]:
+        if not step_may_move(status, to):
             raise InvalidTransitionError(f"a step execution cannot go from {status} to {to}")
     return bool(
         StepExecution.objects.filter(pk=execution_id, attempt=at_attempt, status__in=current)
         .filter(**(where or {}))
         .update(status=to, **fields)
     )
+
+
+def steps_transition(
+    queryset: Any, *, current: Iterable[str], to: StepStatus, **fields: Any
+) -> int:
+    """Move every execution of ``queryset`` that is in one of ``current`` to ``to``
+    (e.g. cancelling a run's unstarted steps). Returns how many moved."""
+    current = list(current)
+    for status in current:
+        if not step_may_move(status, to):
+            raise InvalidTransitionError(f"a step execution cannot go from {status} to {to}")
+    return int(queryset.filter(status__in=current).update(status=to, **fields))

@@ -18,7 +18,7 @@ from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from pipelines.engine.enqueue import ENGINE_FUNCTIONS
+from pipelines.engine.delivery import ENGINE_FUNCTIONS
 from pipelines.exceptions import UnsafeJobError
 
 

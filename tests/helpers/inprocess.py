@@ -7,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from pipelines.engine.enqueue import get_queue
+from pipelines.engine.delivery import get_queue
 from pipelines.engine.runner import run_execution
 from pipelines.models import (
     ContextWrite,

@@ -133,19 +133,18 @@ def test_part_of_the_read_only_input_can_be_stored_and_returned(run):
 
 def test_late_result_of_a_superseded_attempt_is_rejected(redis_conn):
     from pipelines.context import StepContext
-    from pipelines.engine.complete import Outcome, succeed
-    from pipelines.engine.runner import _claim
+    from tests.helpers.engine import claim, succeed
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
-    claimed = _claim(execution.pk, 1, "zombie-worker")
+    claimed = claim(execution.pk, 1, "zombie-worker")
     assert claimed is not None
     # Meanwhile the execution was handed to a new attempt (as recovery does).
     StepExecution.objects.filter(pk=execution.pk).update(attempt=2, status="enqueued")
     context = StepContext(run.pk, run.input)
     context.set("zombie", True)
 
-    outcome = succeed(claimed, 1, p.ChainPipeline.graph, Outcome({"n": 2}, context), 0)
+    outcome = succeed(claimed, 1, p.ChainPipeline.graph, {"n": 2}, context)
 
     assert outcome == "stale"
     execution.refresh_from_db()

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from pipelines.engine.enqueue import get_queue
+from pipelines.engine.delivery import get_queue
 from pipelines.engine.runner import run_chain
 from pipelines.models import StepAttempt, StepExecution
 from tests.testapp import pipelines as p
@@ -59,7 +59,7 @@ def test_a_legacy_attempt_row_does_not_block_the_sweeper(redis_conn):
     with, when the attempt ends."""
     from django.core.management import call_command
 
-    from pipelines.engine.runner import _claim
+    from tests.helpers.engine import claim as _claim
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
@@ -80,7 +80,9 @@ def test_a_legacy_attempt_row_does_not_block_the_sweeper(redis_conn):
 def test_outside_context_write_and_step_commit_do_not_deadlock(redis_conn):
     assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
     from pipelines.context import StepContext
-    from pipelines.engine.complete import apply_staged, lock_run
+    from pipelines.engine.outcome import Outcome
+    from pipelines.engine.rows import lock_run
+    from pipelines.engine.store import get_store
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
@@ -95,7 +97,7 @@ def test_outside_context_write_and_step_commit_do_not_deadlock(redis_conn):
                 time.sleep(0.5)  # ...while the outside write goes ahead
                 staged = StepContext(run.pk, run.input)
                 staged.set("from-step", 1)
-                apply_staged(execution, 1, staged, timezone.now())
+                get_store().commit_staged(execution, 1, Outcome(None, staged))
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -9,7 +9,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import DefaultSerializer, JSONSerializer
 
-from pipelines.engine.enqueue import Delivery, enqueue, job_id
+from pipelines.engine.delivery import Delivery, enqueue, job_id
 from pipelines.models import (
     ContextWrite,
     JoinBarrier,
@@ -103,7 +103,7 @@ def test_planted_jobs_cannot_smuggle_callbacks_or_webhooks(workers, finished):
     from rq import Callback
     from rq.webhook import Webhook
 
-    from pipelines.engine.enqueue import ENGINE_FUNCTION
+    from pipelines.engine.delivery import ENGINE_FUNCTION
 
     requests: list[str] = []
 

@@ -12,9 +12,11 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pipelines.engine import continuation, runner, sweeper, tasks
-from pipelines.engine.enqueue import BATCH_PREFIX, get_queue
+from pipelines.conf import get_settings
+from pipelines.engine import continuation, plan, runner, sweeper, tasks
+from pipelines.engine.delivery import batch_job_id, get_queue
 from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
+from tests.helpers.engine import claim, succeed
 from tests.helpers.inprocess import drive, run_queued_jobs
 from tests.testapp import pipelines as p
 
@@ -88,15 +90,14 @@ def test_a_late_success_in_a_failed_run_takes_the_general_path(redis_conn):
     then records the step without starting its successor."""
     run = p.ChainPipeline.trigger({"n": 1})
     first = StepExecution.objects.get(run=run)
-    execution = runner._claim(first.pk, 1, "w")
+    execution = claim(first.pk, 1, "w")
     assert execution is not None
     run.cancel("operator said so")
 
     graph = p.ChainPipeline.graph
     from pipelines.context import StepContext
-    from pipelines.engine.complete import Outcome, succeed
 
-    result = succeed(execution, 1, graph, Outcome({"n": 2}, StepContext(run.pk, None)), 0)
+    result = succeed(execution, 1, graph, {"n": 2}, StepContext(run.pk, None))
 
     assert result == "succeeded"
     assert StepExecution.objects.filter(run=run).count() == 1  # no successor
@@ -114,7 +115,7 @@ def test_a_big_expand_shares_batch_jobs_and_collapses_in_order(redis_conn):
     assert items.count() == 300
     batch_ids = set(items.values_list("rq_job", flat=True))
     assert len(batch_ids) == 75
-    assert all(b.startswith(BATCH_PREFIX) for b in batch_ids)
+    assert all(b.startswith(batch_job_id(0, 0).split("0-0")[0]) for b in batch_ids)
     assert set(get_queue("pipelines").job_ids) == batch_ids
 
     functions = run_queued_jobs()
@@ -176,7 +177,7 @@ def test_the_sweeper_leaves_queued_batches_alone_and_recovers_lost_ones(redis_co
 def test_a_heartbeat_that_resumes_before_the_reclaim_commits_wins(redis_conn):
     run = p.ChainPipeline.trigger({"n": 1})
     first = StepExecution.objects.get(run=run)
-    assert runner._claim(first.pk, 1, "slow-worker") is not None
+    assert claim(first.pk, 1, "slow-worker") is not None
     stale = timezone.now() - timedelta(minutes=1)
     StepExecution.objects.filter(pk=first.pk).update(heartbeat_at=stale)
     read_by_sweeper = StepExecution.objects.select_related("run").get(pk=first.pk)
@@ -218,7 +219,9 @@ def test_a_batch_that_started_recently_is_alive_and_a_stale_one_is_not(redis_con
 
 @pytest.mark.portable
 def test_batches_follow_the_continuation_switch():
-    from pipelines.engine.advance import batch_size
+    def batch_size(n: int) -> int:
+        conf = get_settings()
+        return plan.BatchPolicy(conf.expand_batch, conf.eager_steps).size(n)
 
     assert [batch_size(n) for n in (5, 127, 128, 640, 10_000)] == [1, 1, 2, 10, 10]
     with override_settings(PIPELINES_EAGER_STEPS=1):
@@ -235,21 +238,21 @@ def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redi
     from django.db import transaction
 
     from pipelines.context import StepContext
-    from pipelines.engine.complete import Outcome, halt_run, lock_run, succeed
+    from pipelines.engine.halting import halt_run
+    from pipelines.engine.rows import lock_run
 
     graph = p.DividePipeline.graph
     run = p.DividePipeline.trigger({"n": 0})
     runner.run_execution(StepExecution.objects.get(run=run).pk, 1)  # Add: divides
     fast = StepExecution.objects.get(run=run, step="FastLabel")
-    claimed = runner._claim(fast.pk, 1, "w")
+    claimed = claim(fast.pk, 1, "w")
     assert claimed is not None
     runner.run_execution(StepExecution.objects.get(run=run, step="SlowLabel").pk, 1)
     with transaction.atomic():  # the sub-flow branch fails the run meanwhile
         halt_run(lock_run(run.pk), graph, "Prefix broke", failed_node="Prefix.3")
     StepExecution.objects.filter(run=run, step="Prefix").update(status="failed")
 
-    outcome = Outcome("fast", StepContext(run.pk, None))
-    assert succeed(claimed, 1, graph, outcome, 0) == "succeeded"
+    assert succeed(claimed, 1, graph, "fast", StepContext(run.pk, None)) == "succeeded"
     fast.refresh_from_db()
     assert (fast.status, fast.held, fast.reported) == ("succeeded", True, False)
 

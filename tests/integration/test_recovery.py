@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from pipelines.engine import lease
-from pipelines.engine.enqueue import get_queue
+from pipelines.engine.delivery import get_queue
 from pipelines.models import RunStatus, StepAttempt, StepExecution
 from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
@@ -37,7 +37,7 @@ def test_recover_re_enqueues_an_execution_whose_job_redis_lost(redis_conn):
 
 
 def test_recover_reclaims_a_silent_running_step_as_a_new_attempt(redis_conn):
-    from pipelines.engine.runner import _claim
+    from tests.helpers.engine import claim as _claim
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
@@ -58,7 +58,7 @@ def test_recover_reclaims_a_silent_running_step_as_a_new_attempt(redis_conn):
 
 
 def test_recover_leaves_a_heartbeating_step_alone(redis_conn):
-    from pipelines.engine.runner import _claim
+    from tests.helpers.engine import claim as _claim
 
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)

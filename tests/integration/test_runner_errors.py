@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from pipelines.engine import advance, runner
+from pipelines.engine import rows, runner
 from pipelines.models import RunStatus, StepExecution, StepStatus
 from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
@@ -43,7 +43,7 @@ def test_a_run_whose_pipeline_changed_fails_clearly_and_runs_the_halt_handler(re
 def test_an_error_while_committing_is_recorded_and_retried(redis_conn, monkeypatch):
     # Both commit paths (PostgreSQL's single statement, and the general transaction)
     # build the successor with new_execution.
-    real_new_execution = advance.new_execution
+    real_new_execution = rows.new_execution
     calls = {"n": 0}
 
     def flaky_new_execution(*args, **kwargs):
@@ -52,8 +52,8 @@ def test_an_error_while_committing_is_recorded_and_retried(redis_conn, monkeypat
             raise RuntimeError("database went away")
         return real_new_execution(*args, **kwargs)
 
-    monkeypatch.setattr(advance, "new_execution", flaky_new_execution)
     run = p.ChainPipeline.trigger({"n": 1})
+    monkeypatch.setattr(rows, "new_execution", flaky_new_execution)
     first = StepExecution.objects.get(run=run)
     assert runner.run_execution(first.pk, 1) == "retrying"
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 
 from pipelines import InputValueError, UnknownPipelineError
-from pipelines.engine.enqueue import ENGINE_FUNCTION, get_queue
+from pipelines.engine.delivery import ENGINE_FUNCTION, get_queue
 from pipelines.models import PipelineRun, RunContext, RunStatus, StepExecution
 from tests.testapp.pipelines import ChainPipeline, OtherQueuePipeline
 

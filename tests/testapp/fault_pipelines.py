@@ -83,12 +83,13 @@ class CommitThenDie(Step):
     def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
         mark(self.run.id, "commit-then-die", attempt=self.attempt)
         self.context.set("written_once", self.attempt)
-        from pipelines.engine import complete
+        from pipelines.engine.store import orm, postgres
 
         def die_after_commit(deliveries: Any) -> None:
             transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
 
-        complete.enqueue_on_commit = die_after_commit  # this work horse only
+        # This work horse only: whichever store commits, it dies instead of enqueueing.
+        orm.enqueue_on_commit = postgres.enqueue_on_commit = die_after_commit
         return {"ok": True}
 
 

@@ -1,17 +1,27 @@
-"""Hands step executions to RQ. Jobs carry only ``(execution_id, attempt)``."""
+"""Hands step executions to RQ: one job per execution, or one per batch of an expand's
+items, enqueued when the transaction that created them commits. Jobs carry only
+``(execution_id, attempt)`` pairs."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import django_rq
+from django.conf import settings
 from django.db import transaction
 from rq import Queue
 from rq.serializers import JSONSerializer
+
+from pipelines.conf import get_settings
+from pipelines.dsl import Graph
+from pipelines.lifecycle import StepStatus
+from pipelines.models import StepExecution
 
 ENGINE_FUNCTION = "pipelines.engine.tasks.execute_step"
 BATCH_FUNCTION = "pipelines.engine.tasks.execute_steps"
@@ -47,11 +57,69 @@ def job_id(execution_id: int, attempt: int) -> str:
     return f"pipelines-{execution_id}-{attempt}"
 
 
-BATCH_PREFIX = "pipelines-batch-"
+_BATCH_PREFIX = "pipelines-batch-"
 
 
 def batch_job_id(barrier_id: int, first_branch: int) -> str:
-    return f"{BATCH_PREFIX}{barrier_id}-{first_branch}"
+    """The job of an expand's items from ``first_branch`` on. Each item's ``rq_job`` names
+    it until the item is claimed, so the sweeper can tell whether that job still lives."""
+    return f"{_BATCH_PREFIX}{barrier_id}-{first_branch}"
+
+
+def batch_of(execution: StepExecution) -> str | None:
+    """The batch job that should run ``execution``'s current attempt, if any."""
+    if (
+        execution.status == StepStatus.ENQUEUED
+        and execution.attempt == 1
+        and execution.rq_job.startswith(_BATCH_PREFIX)
+    ):
+        return execution.rq_job
+    return None
+
+
+def assign_batches(executions: list[StepExecution], barrier_id: int, size: int) -> None:
+    """Give an expand's new items batch jobs of ``size`` (1: a job each)."""
+    if size <= 1:
+        return
+    for start in range(0, len(executions), size):
+        for item in executions[start : start + size]:
+            item.rq_job = batch_job_id(barrier_id, start)
+
+
+def delivery(
+    execution: StepExecution, graph: Graph | None, *, at_front: bool = False, delay: float = 0.0
+) -> Delivery:
+    """The job for one execution's current attempt. Without a graph (its pipeline is gone)
+    the job gets the default timeout: the claim fails the run with a clear reason."""
+    try:
+        timeout = graph.node(execution.node).step.job_timeout() if graph else None
+    except KeyError:
+        timeout = None
+    return Delivery(
+        execution.pk,
+        execution.attempt,
+        execution.queue,
+        timeout or get_settings().step_timeout + 60,
+        delay=delay,
+        at_front=at_front,
+    )
+
+
+def deliveries(created: list[StepExecution], graph: Graph) -> list[Delivery | Batch]:
+    """The jobs for new executions: one each, or one per batch for expand items."""
+    jobs: list[Delivery | Batch] = []
+    batches: dict[str, list[StepExecution]] = {}
+    for execution in created:
+        batch = batch_of(execution)
+        if batch is None:
+            jobs.append(delivery(execution, graph))
+        else:
+            batches.setdefault(batch, []).append(execution)
+    for name, members in batches.items():
+        first = delivery(members[0], graph)
+        items = tuple((e.pk, e.attempt) for e in members)
+        jobs.append(Batch(items, first.queue, first.timeout, name))
+    return jobs
 
 
 _queues: dict[tuple[str, str, int], Queue] = {}
@@ -68,11 +136,6 @@ def close_queues() -> None:
 def get_queue(name: str) -> Queue:
     """One queue (and Redis connection pool) per process and configuration: building them
     per enqueue opened a new Redis connection for every step."""
-    import os
-
-    import django_rq
-    from django.conf import settings
-
     key = (name, repr(settings.RQ_QUEUES.get(name)), os.getpid())
     queue = _queues.get(key)
     if queue is None:

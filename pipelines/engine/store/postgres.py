@@ -1,0 +1,223 @@
+"""The PostgreSQL store: the frequent commits in one statement each (``queries.sql``),
+the rest as the portable store does them.
+
+One statement replaces a transaction of several round trips for: the claim; a success
+followed by one step in the same frame or by the run's end (plan.Next, plan.Finish); a
+branch's arrival at its join (plan.Arrive); and context writes. It applies the same
+decision objects as :class:`~pipelines.engine.store.orm.OrmStore`; a test runs both
+stores on the same scenarios and compares the rows they leave.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Model
+
+from pipelines.dsl import Graph
+from pipelines.engine import plan, rows
+from pipelines.engine.continuation import Budget
+from pipelines.engine.delivery import delivery, enqueue_on_commit
+from pipelines.engine.outcome import Committed, Outcome, Result
+from pipelines.engine.store.orm import OrmStore, Writer, Writes, logger
+from pipelines.engine.store.sql import statement
+from pipelines.lifecycle import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
+from pipelines.models import JoinBarrier, PipelineRun, StepExecution
+
+
+def _instance(model: type[Model], names: list[str], values: list[Any]) -> Any:
+    """A model instance from raw columns, converted as the ORM would."""
+    by_column: dict[Any, Any] = dict(zip(names, values, strict=True))
+    fields = list(model._meta.concrete_fields)
+    converted = []
+    for field in fields:
+        value = by_column[field.column]
+        if hasattr(field, "from_db_value"):
+            value = field.from_db_value(value, None, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _json(model: type[Model], name: str, value: Any) -> Any:
+    """A JSON parameter, encoded as the model's field encodes it."""
+    return model._meta.get_field(name).get_db_prep_save(value, connection)  # type: ignore[union-attr]
+
+
+class PostgresStore(OrmStore):
+    name = "postgresql"
+
+    def claim(self, execution_id: int, attempt: int, *, worker: str, job_id: str) -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statement("claim"),
+                {
+                    "id": execution_id,
+                    "attempt": attempt,
+                    "worker": worker[:200],
+                    "job": job_id[:200],
+                },
+            )
+            row = cursor.fetchone()
+            names = [column.name for column in cursor.description]
+        if row is None:
+            return None
+        split = len(StepExecution._meta.concrete_fields)
+        execution: StepExecution = _instance(StepExecution, names[:split], list(row[:split]))
+        run: PipelineRun = _instance(PipelineRun, names[split:-1], list(row[split:-1]))
+        if row[-1] is not None:  # this claim started the run: the joined row is older
+            run.status = RunStatus.RUNNING
+            run.started_at = row[-1]
+        execution.run = run
+        return self.admit(execution)
+
+    def commit_success(
+        self,
+        execution: StepExecution,
+        attempt: int,
+        outcome: Outcome,
+        decision: plan.Decision,
+        graph: Graph,
+        *,
+        reruns: int = 0,
+        keep: Budget | None = None,
+    ) -> Committed:
+        committed = None
+        if isinstance(decision, plan.Next | plan.Finish):
+            committed = self._succeed_single(
+                execution, attempt, outcome, decision, graph, reruns, keep
+            )
+        elif isinstance(decision, plan.Arrive):
+            committed = self._succeed_arrival(execution, attempt, outcome, graph, reruns, keep)
+        if committed is not None:
+            return committed
+        # Other decisions, and a run that is no longer active (the statement wrote nothing:
+        # what a late success means is decided under the lock, as everywhere).
+        return super().commit_success(
+            execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
+        )
+
+    def _unchanged(
+        self, execution: StepExecution, attempt: int, run_status: str
+    ) -> Committed | None:
+        if run_status not in ACTIVE_RUN_STATUSES:
+            return None
+        logger.warning("rejected stale result of execution %s attempt %s", execution.pk, attempt)
+        return Committed(Result.STALE)
+
+    def _succeed_single(
+        self,
+        execution: StepExecution,
+        attempt: int,
+        outcome: Outcome,
+        decision: plan.Next | plan.Finish,
+        graph: Graph,
+        reruns: int,
+        keep: Budget | None,
+    ) -> Committed | None:
+        successor = None
+        if isinstance(decision, plan.Next):
+            successor = rows.same_frame(
+                execution.run, graph, execution, decision.node, decision.payload
+            )
+        claimed = keep is not None and successor is not None and keep.takes(successor, graph)
+        step = graph.node(decision.node).step if isinstance(decision, plan.Next) else None
+        params = {
+            "run": execution.run_id,
+            "id": execution.pk,
+            "attempt": attempt,
+            "reruns": reruns,
+            "output": _json(StepExecution, "output", outcome.output),
+            "route": decision.route if isinstance(decision, plan.Next) else "",
+            "next_node": decision.node if isinstance(decision, plan.Next) else None,
+            "next_step": step.__name__ if step else None,
+            "next_queue": step.queue_name() if step else None,
+            "claimed": claimed,
+            "worker": keep.worker[:200] if claimed and keep else "",
+            "job": keep.job_id[:200] if claimed and keep else "",
+        }
+        # Without staged writes the statement is its own transaction (autocommit).
+        with transaction.atomic() if outcome.context.staged else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(statement("succeed_single"), params)
+                run_status, changed, successor_id = cursor.fetchone()
+            if not changed:
+                return self._unchanged(execution, attempt, run_status)
+            self.commit_staged(execution, attempt, outcome)
+            if successor is None:
+                return Committed(Result.SUCCEEDED)
+            successor.pk = successor_id
+            rows.forget_computed([successor])
+            if claimed:
+                successor.status = StepStatus.RUNNING
+                successor.worker = params["worker"]
+                successor.rq_job = params["job"]
+                return Committed(Result.SUCCEEDED, successor)
+            enqueue_on_commit([delivery(successor, graph)])
+        return Committed(Result.SUCCEEDED)
+
+    def _succeed_arrival(
+        self,
+        execution: StepExecution,
+        attempt: int,
+        outcome: Outcome,
+        graph: Graph,
+        reruns: int,
+        keep: Budget | None,
+    ) -> Committed | None:
+        params = {
+            "run": execution.run_id,
+            "id": execution.pk,
+            "attempt": attempt,
+            "reruns": reruns,
+            "output": _json(StepExecution, "output", outcome.output),
+        }
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(statement("succeed_arrival"), params)
+                run_status, changed, *bar = cursor.fetchone()
+            if not changed:
+                return self._unchanged(execution, attempt, run_status)
+            self.commit_staged(execution, attempt, outcome)
+            barrier = JoinBarrier(
+                id=bar[0],
+                run_id=bar[1],
+                node=bar[2],
+                expected=bar[3],
+                arrived=bar[4],
+                parent_id=bar[5],
+                parent_branch=bar[6],
+                fired_at=bar[7],
+            )
+            run = execution.run
+            run.status = run_status  # as the lock found it
+            execution.output = outcome.output
+            created = self.fire_join(run, graph, execution, barrier)
+            return Committed(Result.SUCCEEDED, self.create(created, graph, keep))
+
+    def merge_context(self, run_id: int, writes: Writes, writer: Writer | None) -> list[str]:
+        guarded = [key for key, (_, overwrite) in writes.items() if not overwrite]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                statement("merge_context"),
+                {
+                    "values": json.dumps({key: value for key, (value, _) in writes.items()}),
+                    "guarded": guarded,
+                    "run": run_id,
+                    "execution": writer.execution_id if writer else None,
+                    "step": writer.step if writer else "",
+                    "attempt": writer.attempt if writer else None,
+                    "writes": json.dumps(
+                        [{"key": k, "value": v, "overwrite": ow} for k, (v, ow) in writes.items()]
+                    ),
+                },
+            )
+            if cursor.rowcount > 0:
+                return []
+        return guarded or list(writes)
+
+    def write_context(self, run_id: int, writes: Writes) -> list[str]:
+        # One statement: the context row's lock serialises writers; no run lock needed.
+        return self.merge_context(run_id, writes, None)

@@ -1,0 +1,141 @@
+-- The SQL the PostgreSQL store sends by hand, one named statement each.
+--
+-- Every value is a parameter, typed (server-side binding needs the types; a cast to a
+-- bare type, without a length, fails a too-long value like the column's own check does).
+-- Status literals are written {run.<name>}, {step.<name>} or {attempt.<name>}: the
+-- loader (sql.py) fills them in from pipelines/lifecycle.py and refuses any other name.
+-- Times are the database's clock: statement_timestamp() where no lock is waited for,
+-- clock_timestamp() for what is stamped once the run's lock is held (a step's finish, a
+-- successor's heartbeat), so that commit order and time order agree.
+-- Lock order, as in every writer: the run's row before its steps' rows.
+
+-- name: claim
+-- Claim a delivered attempt: only an execution enqueued (or due for retry) at this very
+-- attempt moves to running, so a duplicate delivery claims nothing. A pending run is
+-- locked first (only then: sibling claims of a big fan-out must not queue on a running
+-- run's lock) and started by the claim that succeeds. Returns the execution's columns,
+-- then the run's, then the run's start time if this claim started it.
+WITH pending AS (
+    SELECT id FROM pipelines_pipelinerun
+    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(id)s::bigint)
+      AND status = {run.pending}
+    FOR NO KEY UPDATE
+), claimed AS (
+    UPDATE pipelines_stepexecution
+    SET status = {step.running}, started_at = clock_timestamp(),
+        heartbeat_at = clock_timestamp(), finished_at = NULL, retry_at = NULL,
+        worker = %(worker)s::text, rq_job = %(job)s::text
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer
+      AND status IN ({step.enqueued}, {step.retrying})
+      AND (SELECT count(*) FROM pending) >= 0
+    RETURNING *
+), started AS (
+    UPDATE pipelines_pipelinerun
+    SET status = {run.running}, started_at = COALESCE(started_at, clock_timestamp())
+    WHERE id IN (SELECT id FROM pending) AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING id, started_at
+)
+SELECT s.*, r.*, (SELECT started_at FROM started)
+FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
+
+-- name: succeed_single
+-- Commit the success of a step that leads to one place (plan.Next or plan.Finish):
+-- lock the run; move the step from running at this attempt to succeeded, only while the
+-- run is active (the fence); upsert the attempt's row; then insert the successor in the
+-- step's own frame (claimed for this worker when %(claimed)s), or succeed the run.
+-- Returns the run's status as locked, whether the step moved, and the successor's id.
+WITH run AS (
+    SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
+), step AS (
+    UPDATE pipelines_stepexecution
+    SET status = {step.succeeded}, finished_at = clock_timestamp(), error = '',
+        output = %(output)s::jsonb, route = %(route)s::text, reported = false
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
+      AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
+    RETURNING id, run_id, worker, started_at, barrier_id, branch_index
+), attempt_row AS (
+    INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
+                                       finished_at, error, traceback, conflict_reruns)
+    SELECT id, %(attempt)s::integer, {attempt.succeeded}, worker,
+           COALESCE(started_at, clock_timestamp()), clock_timestamp(), '', '',
+           %(reruns)s::integer
+    FROM step
+    ON CONFLICT (execution_id, number) DO UPDATE SET
+        status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
+        finished_at = EXCLUDED.finished_at, error = '', traceback = '',
+        conflict_reruns = EXCLUDED.conflict_reruns
+), successor AS (
+    INSERT INTO pipelines_stepexecution
+        (run_id, node, step, kind, compensates_id, status, attempt, queue, payload, output,
+         route, barrier_id, branch_index, reported, held, worker, rq_job, error, created_at,
+         enqueued_at, started_at, heartbeat_at, finished_at, retry_at, crash_count,
+         event_name, event_deadline)
+    SELECT run_id, %(next_node)s::text, %(next_step)s::text, {kind.step}, NULL,
+           CASE WHEN %(claimed)s::boolean THEN {step.running} ELSE {step.enqueued} END,
+           1, %(next_queue)s::text, %(output)s::jsonb, NULL, '', barrier_id, branch_index,
+           false, false, %(worker)s::text, %(job)s::text, '', statement_timestamp(),
+           statement_timestamp(),
+           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
+           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
+           NULL, NULL, 0, '', NULL
+    FROM step WHERE %(next_node)s::text IS NOT NULL
+    RETURNING id
+), finished AS (
+    UPDATE pipelines_pipelinerun
+    SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
+    WHERE id = %(run)s::bigint AND %(next_node)s::text IS NULL AND EXISTS (SELECT 1 FROM step)
+)
+SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor);
+
+-- name: succeed_arrival
+-- Commit the success of a divide/expand branch's last step (plan.Arrive): as
+-- succeed_single up to the attempt's row, then count the branch in at its barrier. The
+-- caller fires the join when the returned count completes it (plan.barrier_complete).
+-- Returns the run's status, whether the step moved, and the barrier's row.
+WITH run AS (
+    SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
+), step AS (
+    UPDATE pipelines_stepexecution
+    SET status = {step.succeeded}, finished_at = clock_timestamp(), error = '',
+        output = %(output)s::jsonb, route = '', reported = true
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
+      AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
+    RETURNING id, worker, started_at, barrier_id
+), attempt_row AS (
+    INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
+                                       finished_at, error, traceback, conflict_reruns)
+    SELECT id, %(attempt)s::integer, {attempt.succeeded}, worker,
+           COALESCE(started_at, clock_timestamp()), clock_timestamp(), '', '',
+           %(reruns)s::integer
+    FROM step
+    ON CONFLICT (execution_id, number) DO UPDATE SET
+        status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
+        finished_at = EXCLUDED.finished_at, error = '', traceback = '',
+        conflict_reruns = EXCLUDED.conflict_reruns
+), bar AS (
+    UPDATE pipelines_joinbarrier SET arrived = arrived + 1
+    WHERE id = (SELECT barrier_id FROM step)
+    RETURNING id, run_id, node, expected, arrived, parent_id, parent_branch, fired_at
+)
+SELECT (SELECT status FROM run), (SELECT count(*) FROM step), bar.*
+FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
+
+-- name: merge_context
+-- Apply a set of context writes with their history rows, in one statement: the merge
+-- (data || new) happens only if none of the keys written without overwrite exists yet
+-- (the write-once rule). Concurrent writers queue on the context row's lock and
+-- PostgreSQL re-checks the condition against the committed row, so of two writers racing
+-- for a new key exactly one wins. Returns one row per history row written: none when a
+-- key was taken.
+WITH merged AS (
+    UPDATE pipelines_runcontext
+    SET data = data || %(values)s::jsonb, updated_at = clock_timestamp()
+    WHERE run_id = %(run)s::bigint AND NOT (data ?| %(guarded)s::text[])
+    RETURNING run_id
+)
+INSERT INTO pipelines_contextwrite
+    (run_id, key, value, execution_id, step, attempt, overwrite, written_at)
+SELECT merged.run_id, w.key, w.value, %(execution)s::bigint, %(step)s::text,
+       %(attempt)s::integer, w.overwrite, clock_timestamp()
+FROM merged, jsonb_to_recordset(%(writes)s::jsonb) AS w(key text, value jsonb, overwrite bool)
+RETURNING id;
