@@ -32,7 +32,8 @@ WITH pending AS (
 ), started AS (
     UPDATE pipelines_pipelinerun
     SET status = {run.running}, started_at = COALESCE(started_at, clock_timestamp())
-    WHERE id IN (SELECT id FROM pending) AND EXISTS (SELECT 1 FROM claimed)
+    WHERE id IN (SELECT id FROM pending) AND status = {run.pending}
+      AND EXISTS (SELECT 1 FROM claimed)
     RETURNING id, started_at
 )
 SELECT s.*, r.*, (SELECT started_at FROM started)
@@ -83,7 +84,8 @@ WITH run AS (
 ), finished AS (
     UPDATE pipelines_pipelinerun
     SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
-    WHERE id = %(run)s::bigint AND %(next_node)s::text IS NULL AND EXISTS (SELECT 1 FROM step)
+    WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
+      AND %(next_node)s::text IS NULL AND EXISTS (SELECT 1 FROM step)
 )
 SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor);
 
