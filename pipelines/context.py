@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipelines.exceptions import ContextValueError, OverwriteError
+from pipelines.exceptions import ContextKeyError, ContextValueError, OverwriteError
 from pipelines.frozen import freeze
 from pipelines.values import check_json, context_where, dumps
 
@@ -74,18 +74,18 @@ class _ContextReader:
         return freeze(self._input)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._view().get(key, default)
+        return self._view().get(check_key(key), default)
 
     def has(self, key: str) -> bool:
-        return key in self._view()
+        return check_key(key) in self._view()
 
     def __contains__(self, key: object) -> bool:
-        return key in self._view()
+        return isinstance(key, str) and key in self._view()
 
     def __getitem__(self, key: str) -> Any:
         view = self._view()
-        if key not in view:
-            raise KeyError(key)
+        if check_key(key) not in view:
+            raise ContextKeyError(key)
         return view[key]
 
     def keys(self) -> list[str]:

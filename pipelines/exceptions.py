@@ -54,6 +54,11 @@ class OverwriteError(PipelineError):
         self.writer = writer
 
 
+class ContextKeyError(PipelineError, KeyError):
+    """Raised by ``context[key]`` when the context has no such key (``get`` returns a
+    default instead)."""
+
+
 class ReadOnlyError(PipelineError, TypeError):
     """Raised when code tries to mutate ``context.input`` (the run's trigger input)."""
 
@@ -74,6 +79,11 @@ class StepTimeout(BaseException):
 
 class UnsafeJobError(PipelineError):
     """Raised in a worker when a job asks for any function other than the engine's own."""
+
+
+class InvalidJobError(PipelineError, TypeError):
+    """Raised in a worker when an engine job's arguments are not what the engine sends
+    (a planted or corrupted job)."""
 
 
 class StepConflict(PipelineError):

@@ -44,6 +44,11 @@ class Pipeline:
     @classmethod
     def trigger(cls, input: Any = None, *, idempotency_key: str | None = None) -> PipelineRun:
         """Create a run and enqueue its first step when the current transaction commits."""
+        if cls.__dict__.get("abstract", True):  # a concrete class sets False on itself
+            raise DefinitionError(
+                f"pipeline {cls.__qualname__} is abstract (it has no definition of its own); "
+                f"trigger one of its concrete subclasses"
+            )
         from pipelines.services import run_trigger
 
         return run_trigger(pipeline=cls.name, input=input, idempotency_key=idempotency_key)

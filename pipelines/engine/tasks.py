@@ -7,6 +7,7 @@ from typing import Any
 from rq import get_current_job
 
 from pipelines.engine.runner import run_batch, run_chain
+from pipelines.exceptions import InvalidJobError
 
 
 def _job_options() -> dict[str, Any]:
@@ -33,5 +34,5 @@ def execute_steps(items: list[list[int]]) -> str:
         isinstance(item, list) and len(item) == 2 and all(type(n) is int for n in item)
         for item in items
     ):
-        raise TypeError("execute_steps takes a list of [execution_id, attempt] pairs")
+        raise InvalidJobError("execute_steps takes a list of [execution_id, attempt] pairs")
     return run_batch([(item[0], item[1]) for item in items], **_job_options())

@@ -7,6 +7,7 @@ import pytest
 from pipelines import OverwriteError, ReadOnlyError
 from pipelines.context import StepContext
 from pipelines.engine.runner import run_execution
+from pipelines.exceptions import ContextKeyError, ContextValueError
 from pipelines.models import ContextWrite, RunContext, RunStatus, StepAttempt, StepExecution
 from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
@@ -46,8 +47,22 @@ def test_reads_list_keys_items_and_defaults(run):
     assert run.context.has("a")
     assert "b" in run.context
     assert not run.context.has("missing")
-    with pytest.raises(KeyError):
+    with pytest.raises(ContextKeyError):
         run.context["missing"]
+    assert 1 not in run.context
+
+
+@pytest.mark.parametrize("key", [1, None, b"a", ("a",)])
+def test_non_string_keys_are_refused_by_get_has_set_and_lookup(run, key):
+    for call in (
+        lambda: run.context.get(key),
+        lambda: run.context.has(key),
+        lambda: run.context.set(key, 1),
+        lambda: run.context[key],
+        lambda: StepContext(run.pk, None).get(key),
+    ):
+        with pytest.raises(ContextValueError, match="context key must be a str"):
+            call()
 
 
 def test_step_writes_are_staged_until_the_step_commits(run):

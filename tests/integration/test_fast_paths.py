@@ -15,6 +15,7 @@ from django.utils import timezone
 from pipelines.conf import get_settings
 from pipelines.engine import continuation, plan, runner, sweeper, tasks
 from pipelines.engine.delivery import batch_job_id, get_queue
+from pipelines.exceptions import InvalidJobError
 from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
 from tests.helpers.engine import claim, succeed
 from tests.helpers.inprocess import drive, run_queued_jobs
@@ -146,7 +147,7 @@ def test_a_batch_out_of_budget_hands_its_other_items_back(redis_conn):
 @pytest.mark.portable
 def test_batch_jobs_with_bad_arguments_are_refused(redis_conn):
     for bad in ([1, 2], [["1", 2]], [[1, 2, 3]], "[[1, 1]]", [[True, 1]]):
-        with pytest.raises(TypeError, match="list of \\[execution_id, attempt\\] pairs"):
+        with pytest.raises(InvalidJobError, match="list of \\[execution_id, attempt\\] pairs"):
             tasks.execute_steps(bad)
 
 

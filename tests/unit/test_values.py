@@ -459,3 +459,31 @@ def test_thaw_of_top_level_list() -> None:
     assert type(thawed[1][1]) is dict
     thawed[1][1]["a"].append(4)
     assert thawed == [1, [2, {"a": [3, 4]}]]
+
+
+def test_triggering_an_abstract_pipeline_is_a_definition_error():
+    from pipelines import Pipeline
+    from pipelines.exceptions import DefinitionError
+
+    class Base(Pipeline):
+        abstract = True
+
+    for abstract in (Pipeline, Base):
+        with pytest.raises(DefinitionError, match="is abstract"):
+            abstract.trigger({})
+
+
+def test_every_library_error_derives_from_pipeline_error():
+    from pipelines import exceptions
+
+    errors = [
+        obj
+        for obj in vars(exceptions).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == exceptions.__name__
+    ]
+    outside = [e.__name__ for e in errors if not issubclass(e, exceptions.PipelineError)]
+    # StepTimeout is a BaseException on purpose: step code's `except Exception` must not
+    # swallow it.
+    assert outside == ["StepTimeout"]
