@@ -54,6 +54,11 @@ class OverwriteError(PipelineError):
         self.writer = writer
 
 
+class MissingStepError(PipelineError):
+    """Raised when a run's stored definition names a step class that no longer exists
+    (its module or class was removed or renamed by a deploy); the run fails with it."""
+
+
 class ContextKeyError(PipelineError, KeyError):
     """Raised by ``context[key]`` when the context has no such key (``get`` returns a
     default instead)."""

@@ -23,8 +23,29 @@ if TYPE_CHECKING:
     from pipelines.context import RunContextHandle
 
 
+class PipelineDefinition(models.Model):
+    """A pipeline's compiled graph, stored once per distinct graph and shared by every run
+    triggered with it (see :mod:`pipelines.definitions`)."""
+
+    hash = models.CharField(max_length=64, primary_key=True)
+    pipeline = models.CharField(max_length=200)
+    graph = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} definition {self.hash[:12]}"
+
+
 class PipelineRun(models.Model):
     pipeline = models.CharField(max_length=200, db_index=True)
+    definition = models.ForeignKey(
+        PipelineDefinition,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        help_text="The graph this run advances by: its pipeline as it was when triggered.",
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     input = models.JSONField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)

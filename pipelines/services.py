@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 
-from pipelines import registry, selectors
+from pipelines import definitions, registry, selectors
 from pipelines.context import checked_copy, describe_writer
 from pipelines.engine import plan, rows
 from pipelines.engine.delivery import delivery, enqueue_on_commit
@@ -60,7 +60,10 @@ def run_trigger(
         try:
             with transaction.atomic() if idempotency_key is not None else nullcontext():
                 run = PipelineRun.objects.create(
-                    pipeline=pipeline, input=input, idempotency_key=idempotency_key
+                    pipeline=pipeline,
+                    definition_id=definitions.save(pipeline),
+                    input=input,
+                    idempotency_key=idempotency_key,
                 )
         except IntegrityError:
             if idempotency_key is None:
@@ -102,7 +105,7 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
             finished_at=Now(),
             error="run cancelled",
         )
-        start_next_compensation(run, registry.graph_or_none(run.pipeline))
+        start_next_compensation(run, definitions.graph_or_none(run))
     return run
 
 
@@ -119,8 +122,8 @@ def run_resume(*, run_id: int) -> PipelineRun:
                 f"run {run_id} was compensated (its completed steps were undone); re-run it "
                 f"as a new run instead"
             )
-        # A run of a pipeline that no longer exists cannot resume.
-        graph = registry.get(run.pipeline).graph
+        # A run whose definition's steps no longer exist cannot resume.
+        graph = definitions.graph_for(run)
         stopped = StepExecution.objects.filter(
             run=run, kind=StepKind.STEP, status__in=[StepStatus.FAILED, StepStatus.CANCELLED]
         ).select_related("run")
@@ -193,6 +196,6 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
         if run.status == RunStatus.WAITING and not waiting.exclude(pk=execution.pk).exists():
             run_transition(run, RunStatus.RUNNING)
         execution.output = payload
-        graph = registry.get(run.pipeline).graph
+        graph = definitions.graph_for(run)
         store.advance(run, graph, execution, plan.for_execution(graph, execution, payload))
     return run

@@ -9,7 +9,7 @@ import traceback
 
 from django.db import close_old_connections
 
-from pipelines import registry
+from pipelines import definitions
 from pipelines.conf import get_settings
 from pipelines.dsl import Graph
 from pipelines.engine import plan
@@ -19,7 +19,7 @@ from pipelines.engine.delivery import delivery, enqueue
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.outcome import Failure, Result
 from pipelines.engine.store import get_store
-from pipelines.exceptions import PipelineError, StepConflict
+from pipelines.exceptions import MissingStepError, StepConflict, UnknownPipelineError
 from pipelines.lifecycle import StepStatus
 from pipelines.models import StepExecution
 from pipelines.step import Step
@@ -93,10 +93,7 @@ def run_batch(
 
 
 def _graph(execution: StepExecution) -> Graph | None:
-    try:
-        return registry.get(execution.run.pipeline).graph
-    except PipelineError:
-        return None
+    return definitions.graph_or_none(execution.run)
 
 
 def _step_timeout(execution: StepExecution) -> float:
@@ -142,7 +139,11 @@ def _run_claimed(
     successor claimed for this worker (if any) and the graph."""
     run = execution.run
     attempt = execution.attempt
-    graph = _graph(execution)
+    try:
+        graph: Graph | None = definitions.graph_for(run)
+    except (MissingStepError, UnknownPipelineError) as exc:
+        failure = Failure(f"{type(exc).__name__}: {exc}", "", retryable=False)
+        return get_store().commit_failure(execution, attempt, failure, None), None, None
     node = graph.nodes.get(execution.node) if graph else None
     if graph is not None and graph.halt is not None and execution.node == graph.halt.id:
         node = graph.halt

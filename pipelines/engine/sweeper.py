@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.utils import utcparse
 
-from pipelines import registry
+from pipelines import definitions
 from pipelines.conf import get_settings
 from pipelines.engine import lease
 from pipelines.engine.delivery import (
@@ -135,13 +135,11 @@ def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> 
                 f"killed its worker {crashes} times (crash budget "
                 f"PIPELINES_CRASH_BUDGET={conf.crash_budget}); last: {note}"
             )
-            after_final_failure(
-                run, registry.graph_or_none(run.pipeline), execution, reason, attempt
-            )
+            after_final_failure(run, definitions.graph_or_none(run), execution, reason, attempt)
             report.crashed_out.append(execution.pk)
         else:
             execution.attempt = attempt + 1
-            graph = registry.graph_or_none(run.pipeline)
+            graph = definitions.graph_or_none(run)
             enqueue_on_commit([delivery(execution, graph, at_front=True)])
             report.reclaimed.append(execution.pk)
 
@@ -211,7 +209,7 @@ def _reenqueue_lost(report: SweepReport) -> None:
         if StepExecution.objects.filter(
             pk=execution.pk, attempt=execution.attempt, status=execution.status
         ).update(enqueued_at=now):
-            graph = registry.graph_or_none(execution.run.pipeline)
+            graph = definitions.graph_or_none(execution.run)
             deliveries.append(delivery(execution, graph, at_front=True))
             report.reenqueued.append(execution.pk)
     if deliveries:
@@ -243,7 +241,7 @@ def _expire_one(execution: StepExecution, report: SweepReport) -> None:
         ):
             after_final_failure(
                 run,
-                registry.graph_or_none(run.pipeline),
+                definitions.graph_or_none(run),
                 execution,
                 error,
                 execution.attempt,

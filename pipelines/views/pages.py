@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from pipelines import registry, selectors, stats
+from pipelines import definitions, registry, selectors, stats
 from pipelines.graph_svg import render_svg
 from pipelines.masking import mask
 from pipelines.models import PipelineRun, RunStatus, StepExecution
@@ -86,7 +86,7 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
             totals[status] = totals.get(status, 0) + n
     total = sum(totals.values())
     done = totals.get("succeeded", 0)
-    graph = registry.graph_or_none(run.pipeline)
+    graph = definitions.graph_or_none(run)
     graph_svg = render_svg(graph, counts) if graph is not None else None
     end = run.finished_at or timezone.now()
     return {
@@ -100,6 +100,10 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
         "totals": totals,
         "duration": (end - run.created_at).total_seconds(),
         "graph_svg": graph_svg,
+        "definition": {
+            "hash": (run.definition_id or "")[:12],
+            "current": definitions.is_current(run),
+        },
         "steps_page": steps_page,
         "steps": [
             {
