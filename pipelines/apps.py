@@ -7,6 +7,9 @@ class PipelinesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from pipelines import checks, registry  # noqa: F401 - checks register themselves
+        # Imported here, once the models are: both need them.
+        from pipelines import checks, registry, steering  # noqa: F401 - checks register themselves
+        from pipelines.controls import Controls
 
+        steering.install(Controls())
         registry.autodiscover()

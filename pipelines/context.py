@@ -4,21 +4,19 @@ Two faces share the read API:
 
 * :class:`StepContext` (``self.context`` in a step) stages writes; they commit atomically
   with the step's success, so a failed or crashed attempt leaves nothing behind.
-* :class:`RunContextHandle` (``run.context``) writes at once, under the run's lock.
+* :class:`pipelines.controls.RunContextHandle` (``run.context``) writes at once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.exceptions import ContextKeyError, ContextValueError, OverwriteError
 from pipelines.frozen import freeze
+from pipelines.models import ContextWrite, RunContext
 from pipelines.values import check_json, context_where, dumps
-
-if TYPE_CHECKING:
-    from pipelines.models import PipelineRun
 
 MAX_KEY_LENGTH = 255
 
@@ -46,19 +44,15 @@ def checked_copy(key: object, value: Any) -> tuple[str, Any]:
 
 
 def load_data(run_id: int) -> dict[str, Any]:
-    from pipelines.models import RunContext
-
     return RunContext.objects.filter(pk=run_id).values_list("data", flat=True).get() or {}
 
 
 def describe_writer(run_id: int, key: str) -> str:
-    from pipelines.models import ContextWrite
-
     write = ContextWrite.objects.filter(run_id=run_id, key=key).order_by("-id").first()
     return write.writer() if write else "an unknown writer"
 
 
-class _ContextReader:
+class ContextReader:
     """Reads: the latest committed values (plus, in a step, the step's own staged writes)."""
 
     def __init__(self, run_id: int, run_input: Any) -> None:
@@ -101,19 +95,7 @@ class _ContextReader:
         return iter(self.keys())
 
 
-class RunContextHandle(_ContextReader):
-    """``run.context``: writes commit immediately, checked under the run's row lock."""
-
-    def __init__(self, run: PipelineRun) -> None:
-        super().__init__(run.pk, run.input)
-
-    def set(self, key: str, value: Any, *, overwrite: bool = False) -> None:
-        from pipelines.services import context_set
-
-        context_set(run_id=self.run_id, key=key, value=value, overwrite=overwrite)
-
-
-class StepContext(_ContextReader):
+class StepContext(ContextReader):
     """``self.context`` in a step: writes are staged and commit with the step's success."""
 
     def __init__(self, run_id: int, run_input: Any) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from pipelines.exceptions import DefinitionError
+from pipelines.step import Step
 
-if TYPE_CHECKING:
-    from pipelines.step import Step
-
-    StepClass = type[Step]
-    Branch = Union[StepClass, "Flow"]  # noqa: UP007 - forward reference
+StepClass = type[Step]
+Branch = Union[StepClass, "Flow"]
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,6 @@ def _name(obj: object) -> str:
 
 def check_step_class(step: object, *, where: str) -> None:
     """Raise DefinitionError unless ``step`` is a usable Step subclass."""
-    from pipelines.step import Step
-
     if not (isinstance(step, type) and issubclass(step, Step)):
         raise DefinitionError(
             f"{where}: {step!r} is not a Step subclass; pass the class itself "

@@ -5,7 +5,7 @@ The database is the record of what should run; Redis only delivers ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -18,9 +18,7 @@ from pipelines.lifecycle import (
     StepKind,
     StepStatus,
 )
-
-if TYPE_CHECKING:
-    from pipelines.context import RunContextHandle
+from pipelines.steering import steering
 
 
 class PipelineDefinition(models.Model):
@@ -77,11 +75,10 @@ class PipelineRun(models.Model):
         return f"{self.pipeline} run {self.pk} ({self.status})"
 
     @property
-    def context(self) -> RunContextHandle:
-        """The run's global context; writes from here commit at once."""
-        from pipelines.context import RunContextHandle
-
-        return RunContextHandle(self)
+    def context(self) -> Any:
+        """The run's global context (:class:`pipelines.controls.RunContextHandle`):
+        reads of the committed values; writes from here commit at once."""
+        return steering().context(self)
 
     @property
     def is_finished(self) -> bool:
@@ -91,25 +88,26 @@ class PipelineRun(models.Model):
         self.refresh_from_db()
         return self
 
-    def cancel(self, reason: str = "cancelled") -> PipelineRun:
-        from pipelines.services import run_cancel
+    # The steering calls update this object in place and return it.
 
-        return run_cancel(run_id=self.pk, reason=reason).refresh()
+    def cancel(self, reason: str = "cancelled") -> PipelineRun:
+        """Cancel the run (see :func:`pipelines.services.run_cancel`)."""
+        steering().cancel(self, reason)
+        return self
 
     def resume(self) -> PipelineRun:
-        from pipelines.services import run_resume
-
-        return run_resume(run_id=self.pk).refresh()
+        """Resume a failed run from its failed steps."""
+        steering().resume(self)
+        return self
 
     def rerun(self) -> PipelineRun:
-        from pipelines.services import run_rerun
-
-        return run_rerun(run_id=self.pk)
+        """Start a new run with the same input; returns the new run."""
+        return steering().rerun(self)
 
     def send_event(self, name: str, payload: object = None) -> PipelineRun:
-        from pipelines.services import run_send_event
-
-        return run_send_event(run_id=self.pk, name=name, payload=payload).refresh()
+        """Deliver an event to the step waiting for it."""
+        steering().send_event(self, name, payload)
+        return self
 
 
 class RunContext(models.Model):

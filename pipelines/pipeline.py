@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pipelines import registry
 from pipelines.dsl import Flow, Graph, compile_flow
 from pipelines.exceptions import DefinitionError
+from pipelines.steering import steering
 
 if TYPE_CHECKING:
     from pipelines.models import PipelineRun
@@ -49,6 +50,4 @@ class Pipeline:
                 f"pipeline {cls.__qualname__} is abstract (it has no definition of its own); "
                 f"trigger one of its concrete subclasses"
             )
-        from pipelines.services import run_trigger
-
-        return run_trigger(pipeline=cls.name, input=input, idempotency_key=idempotency_key)
+        return steering().trigger(cls.name, input, idempotency_key)

@@ -6,26 +6,38 @@ and worker processes know the same definitions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from pipelines.dsl import Graph
 from pipelines.exceptions import DefinitionError, UnknownPipelineError
 
-if TYPE_CHECKING:
-    from pipelines.dsl import Graph
-    from pipelines.pipeline import Pipeline
 
-_pipelines: dict[str, type[Pipeline]] = {}
+class Registered(Protocol):
+    """A pipeline class, as the registry sees it (pipeline.Pipeline subclasses)."""
+
+    name: str
+    graph: Graph
+    __module__: str
+
+    def trigger(self, input: Any = None, *, idempotency_key: str | None = None) -> Any: ...
 
 
-def register(cls: type[Pipeline]) -> None:
+_pipelines: dict[str, Registered] = {}
+
+
+def _qualname(cls: Registered) -> str:
+    return str(getattr(cls, "__qualname__", cls.name))
+
+
+def register(cls: Registered) -> None:
     existing = _pipelines.get(cls.name)
     same_class = existing is not None and (
-        (existing.__module__, existing.__qualname__) == (cls.__module__, cls.__qualname__)
+        (existing.__module__, _qualname(existing)) == (cls.__module__, _qualname(cls))
     )
     if existing is not None and not same_class:
         raise DefinitionError(
-            f"duplicate pipeline name {cls.name!r}: {cls.__module__}.{cls.__qualname__} and "
-            f"{existing.__module__}.{existing.__qualname__}; set name = '...' on one of them"
+            f"duplicate pipeline name {cls.name!r}: {cls.__module__}.{_qualname(cls)} and "
+            f"{existing.__module__}.{_qualname(existing)}; set name = '...' on one of them"
         )
     _pipelines[cls.name] = cls
 
@@ -34,7 +46,7 @@ def unregister(name: str) -> None:
     _pipelines.pop(name, None)
 
 
-def get(name: str) -> type[Pipeline]:
+def get(name: str) -> Registered:
     try:
         return _pipelines[name]
     except KeyError:
@@ -53,7 +65,7 @@ def graph_or_none(name: str) -> Graph | None:
         return None
 
 
-def all_pipelines() -> list[type[Pipeline]]:
+def all_pipelines() -> list[Registered]:
     return [_pipelines[name] for name in sorted(_pipelines)]
 
 

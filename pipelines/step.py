@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipelines.conf import get_settings
@@ -14,12 +15,18 @@ if TYPE_CHECKING:
     from pipelines.context import StepContext
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class RunInfo:
-    """What a step knows about the run it belongs to."""
+    """What a step knows about the run it belongs to. ``is_cancelled`` asks the database
+    (the engine supplies it)."""
 
     id: int
     pipeline: str
+    is_cancelled: Callable[[], bool] = field(default=_never, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,7 @@ class Step:
     @property
     def cancelled(self) -> bool:
         """True once the run was cancelled: a long step should check it and stop early."""
-        from pipelines.models import PipelineRun, RunStatus
-
-        return PipelineRun.objects.filter(pk=self.run.id, status=RunStatus.CANCELLED).exists()
+        return self.run.is_cancelled()
 
     @classmethod
     def validate_class(cls) -> None:

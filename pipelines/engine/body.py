@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from functools import partial
 from typing import Any
 
 from rq.timeouts import UnixSignalDeathPenalty
@@ -15,7 +16,7 @@ from pipelines.dsl import Expand, Graph, Route, WaitForEvent
 from pipelines.engine.outcome import Failure, Outcome
 from pipelines.exceptions import OutputValueError, StepTimeout
 from pipelines.frozen import thaw
-from pipelines.lifecycle import StepKind
+from pipelines.lifecycle import RunStatus, StepKind
 from pipelines.models import PipelineRun, StepExecution
 from pipelines.step import RunInfo, Step
 from pipelines.values import check_json
@@ -31,7 +32,7 @@ def run_body(
     try:
         step = step_class(
             context=context,
-            run=RunInfo(run.pk, run.pipeline),
+            run=RunInfo(run.pk, run.pipeline, partial(_cancelled, run.pk)),
             attempt=attempt,
             idempotency_key=execution.idempotency_key,
         )
@@ -49,6 +50,10 @@ def run_body(
         return Failure(f"OutputValueError: {exc}", "", retryable=False)
     outcome.output = thaw(outcome.output)
     return outcome
+
+
+def _cancelled(run_id: int) -> bool:
+    return PipelineRun.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
 
 
 def _call(step: Step, execution: StepExecution, timeout: int) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines import registry, selectors, services
+from pipelines.engine.sweeper import sweep
 from pipelines.exceptions import PipelineError
 from pipelines.graph_svg import render_text
 from pipelines.management.generator import generate_pipeline
@@ -245,8 +246,6 @@ class Command(BaseCommand):
         return _run_dict(result), text
 
     def _recover(self, options: dict[str, Any]) -> str:
-        from pipelines.engine.sweeper import sweep
-
         return f"recovery pass done: {sweep()}"
 
     def _new(self, options: dict[str, Any]) -> str:
