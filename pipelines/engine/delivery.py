@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from rq import Queue
+from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from pipelines.conf import get_settings
@@ -123,6 +124,27 @@ def deliveries(created: list[StepExecution], graph: Graph) -> list[Delivery | Ba
 
 
 _queues: dict[tuple[str, str, int], Queue] = {}
+
+
+_workers: dict[str, tuple[float, int]] = {}
+WORKERS_TTL = 5.0  # seconds a count of a queue's workers is reused
+
+
+def workers_serving(queue_name: str) -> int:
+    """How many workers listen on a queue (RQ's registry), counted at most every few
+    seconds per process; 0 when unknown (Redis unreachable)."""
+    now = time.monotonic()
+    cached = _workers.get(queue_name)
+    if cached is not None and now - cached[0] < WORKERS_TTL:
+        return cached[1]
+    try:
+        queue = get_queue(queue_name)
+        count = Worker.count(connection=queue.connection, queue=queue)
+    except Exception:
+        logger.debug("could not count the workers of queue %s", queue_name, exc_info=True)
+        count = 0
+    _workers[queue_name] = (now, count)
+    return count
 
 
 def close_queues() -> None:

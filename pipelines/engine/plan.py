@@ -95,6 +95,8 @@ def for_execution(
     output: Any,
     route: str | None = None,
     wait: WaitForEvent | None = None,
+    *,
+    workers: int = 0,
 ) -> Decision:
     """:func:`after_success` for an execution, with the settings in force."""
     return after_success(
@@ -106,7 +108,16 @@ def for_execution(
         wait=wait,
         in_branch=execution.barrier_id is not None,
         conf=get_settings(),
+        workers=workers,
     )
+
+
+def expand_queue(graph: Graph, node_id: str) -> str | None:
+    """The queue an expand at ``node_id`` sends its items to (None: not an expand)."""
+    transition = graph.node(node_id).transition
+    if not isinstance(transition, Expand):
+        return None
+    return str(graph.node(transition.entry).step.queue_name())
 
 
 def after_success(
@@ -119,10 +130,11 @@ def after_success(
     wait: WaitForEvent | None = None,
     in_branch: bool,
     conf: PipelineSettings,
+    workers: int = 0,
 ) -> Decision:
     """What follows a step at ``node_id`` that returned ``output`` (and chose ``route``,
     for a divert, or ``wait``). ``in_branch``: the step runs inside a divide/expand
-    branch."""
+    branch. ``workers``: how many workers serve an expand's queue (0: unknown)."""
     if kind == StepKind.COMPENSATION:
         return NextCompensation()
     if kind == StepKind.HALT:
@@ -150,7 +162,7 @@ def after_success(
         return Fork(
             transition.join,
             tuple((transition.entry, item) for item in output),
-            BatchPolicy(conf.expand_batch, conf.eager_steps).size(len(output)),
+            BatchPolicy.for_workers(conf.expand_batch, conf.eager_steps, workers).size(len(output)),
         )
     assert isinstance(transition, End)
     return Arrive() if in_branch else Finish(output)
@@ -159,14 +171,20 @@ def after_success(
 @dataclass(frozen=True)
 class BatchPolicy:
     """Items per RQ job for an expand: one job per item costs an RQ round trip per item,
-    which dominates big fan-outs, so they share jobs of up to ``expand_batch`` items. Small
-    expands keep a job per item, and every expand keeps at least ``min_jobs`` jobs so that
-    many workers can share it. Batches need the continuation budget (``eager_steps`` > 1):
-    a batch job runs its items under it."""
+    which dominates fan-outs, so items share jobs of up to ``expand_batch`` items, while
+    every expand keeps at least ``min_jobs`` jobs so that the workers can share it: four
+    per worker serving the queue, or 64 when that number is unknown. A batch job runs its
+    items under the continuation budget (``eager_steps`` > 1, PIPELINES_EAGER_SECONDS) and
+    hands the rest back as jobs of their own when it runs out, so a batch of slow items
+    soon spreads over the workers again."""
 
     expand_batch: int
     eager_steps: int
     min_jobs: int = 64
+
+    @classmethod
+    def for_workers(cls, expand_batch: int, eager_steps: int, workers: int) -> BatchPolicy:
+        return cls(expand_batch, eager_steps, 4 * workers if workers > 0 else 64)
 
     def size(self, items: int) -> int:
         if self.eager_steps <= 1:

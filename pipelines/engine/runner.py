@@ -15,7 +15,7 @@ from pipelines.dsl import Graph
 from pipelines.engine import plan
 from pipelines.engine.body import run_body
 from pipelines.engine.continuation import Budget, release
-from pipelines.engine.delivery import delivery, enqueue
+from pipelines.engine.delivery import delivery, enqueue, workers_serving
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.outcome import Failure, Result
 from pipelines.engine.store import get_store
@@ -173,15 +173,14 @@ def _run_attempt(
         outcome = run_body(execution, attempt, step_class, graph, execution.run)
         if isinstance(outcome, Failure):
             return store.commit_failure(execution, attempt, outcome, graph), None
+        expand_queue = plan.expand_queue(graph, execution.node)
+        workers = workers_serving(expand_queue) if expand_queue else 0
+        decision = plan.for_execution(
+            graph, execution, outcome.output, outcome.route, outcome.wait, workers=workers
+        )
         try:
             committed = store.commit_success(
-                execution,
-                attempt,
-                outcome,
-                plan.for_execution(graph, execution, outcome.output, outcome.route, outcome.wait),
-                graph,
-                reruns=reruns,
-                keep=keep,
+                execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
             )
             return committed.result, committed.successor
         except StepConflict:
