@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 @dataclass(frozen=True)
 class Sizes:
     runs: int  # chains of 10 steps
-    fan: tuple[int, int]  # expand sizes, small and big
+    fan: tuple[int, ...]  # expand sizes, smallest to biggest
     procs: int  # context writers
     keys: int  # keys per writer
     triggers: int
@@ -37,14 +37,16 @@ class Sizes:
 
 FULL = Sizes(
     runs=100,
-    fan=(1_000, 10_000),
+    fan=(10, 100, 1_000, 10_000),
     procs=16,
     keys=200,
     triggers=1000,
     dash=(10_000, 1_000),
     repeat=3,
 )
-QUICK = Sizes(runs=10, fan=(100, 1_000), procs=4, keys=25, triggers=50, dash=(1_000, 100), repeat=1)
+QUICK = Sizes(
+    runs=10, fan=(10, 100, 1_000), procs=4, keys=25, triggers=50, dash=(1_000, 100), repeat=1
+)
 
 
 def median(fn: Callable[[], float], repeat: int) -> float:
@@ -101,18 +103,18 @@ def main() -> None:
         if "fanout" not in args.skip:
             times = {}
             for count in size.fan:
-                ours = throughput.engine_fanout(env, "SimpleWorker", count)
-                rq = throughput.rq_fanout(env, "SimpleWorker", count)
-                celery = throughput.celery_chord(env, count)
+                ours = median(partial(throughput.engine_fanout, env, "SimpleWorker", count), repeat)
+                rq = median(partial(throughput.rq_fanout, env, "SimpleWorker", count), repeat)
+                celery = median(partial(throughput.celery_chord, env, count), repeat)
                 times[count] = ours
                 row(
                     f"fan-out/in {count} (s, SimpleWorker)",
                     f"{ours:.2f}",
                     f"RQ {rq:.2f} / Celery chord {celery:.2f}",
                     f"{ours / rq:.2f}x RQ time",
-                    "<= 2x RQ, < chord",
+                    "<= 1x RQ, < chord",
                 )
-            small, big = size.fan
+            small, big = size.fan[-2], size.fan[-1]
             row(
                 f"fan-out scaling {small}->{big}",
                 f"{times[big] / times[small]:.1f}x",
