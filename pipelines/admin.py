@@ -88,7 +88,7 @@ class FirstRowsFormSet(BaseInlineFormSet):
 
     def get_queryset(self) -> QuerySet[Any]:
         # Evaluated once: the formset asks for its queryset once per form (its length,
-        # then row i), which was two queries per row with a fresh slice each time.
+        # then row i), and a fresh slice each time would cost two queries per row.
         if not hasattr(self, "_first_rows"):
             self._first_rows = super().get_queryset()[:INLINE_ROWS]
         return self._first_rows

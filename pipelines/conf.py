@@ -43,7 +43,8 @@ DEFAULTS = {
     "PIPELINES_RETRY_BACKOFF": 2.0,
     "PIPELINES_RETRY_BACKOFF_MAX": 300.0,
     "PIPELINES_RETRY_JITTER": True,
-    # Seconds an attempt may run before RQ stops it.
+    # Seconds a step's body may run before it is stopped with StepTimeout (its RQ job
+    # gets 60 more, so that the outcome is recorded).
     "PIPELINES_STEP_TIMEOUT": 600,
     # An expand over more elements than this halts the run instead of flooding the queue.
     "PIPELINES_MAX_EXPAND": 10_000,

@@ -111,8 +111,9 @@ class PipelineRun(models.Model):
 
 
 class RunContext(models.Model):
-    """One JSON document per run. Its row lock is also the run's mutex: every step
-    completion and every run status change takes it first."""
+    """One JSON document per run. Writers hold the run's row lock (the run's mutex)
+    while they change it; on PostgreSQL a write from outside a step is one statement that
+    the context row's own lock serialises."""
 
     run = models.OneToOneField(
         PipelineRun, primary_key=True, on_delete=models.CASCADE, related_name="context_row"
