@@ -23,8 +23,10 @@ def test_cancel_updates_the_receiver(redis_conn):
 def test_resume_updates_the_receiver(redis_conn):
     run = drive(p.FailingPipeline.trigger({"n": 1}))
     assert run.status == RunStatus.FAILED
+    started = run.started_at
     assert run.resume() is run
     assert (run.status, run.error, run.finished_at) == (RunStatus.RUNNING, "", None)
+    assert run.started_at == started  # its duration counts from its first start
 
 
 def test_send_event_updates_the_receiver(redis_conn):
