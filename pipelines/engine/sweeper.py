@@ -37,7 +37,7 @@ from rq.utils import utcparse
 
 from pipelines import registry
 from pipelines.conf import get_settings
-from pipelines.engine import lease
+from pipelines.engine import doctor, lease
 from pipelines.engine.advance import redelivery
 from pipelines.engine.complete import after_final_failure, lock_run, record_attempt
 from pipelines.engine.enqueue import (
@@ -309,6 +309,7 @@ class SweeperThread(threading.Thread):
                     report = sweep()
                     if any(vars(report).values()):
                         logger.info("sweep: %s", report)
+                    doctor.log_problems()
                 return
             except (OperationalError, InterfaceError) as exc:
                 # A dropped database connection: reconnect and go again at once rather than
