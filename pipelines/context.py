@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
 from pipelines.exceptions import ContextValueError, OverwriteError
 from pipelines.frozen import freeze
 from pipelines.values import check_json, context_where, dumps
@@ -100,6 +102,23 @@ class _ContextReader:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
+    # Async twins for async views and consumers: the same reads, in Django's sync thread.
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return await sync_to_async(self.get)(key, default)
+
+    async def ahas(self, key: str) -> bool:
+        return await sync_to_async(self.has)(key)
+
+    async def akeys(self) -> list[str]:
+        return await sync_to_async(self.keys)()
+
+    async def aitems(self) -> list[tuple[str, Any]]:
+        return await sync_to_async(self.items)()
+
+    async def ato_dict(self) -> dict[str, Any]:
+        return await sync_to_async(self.to_dict)()
+
 
 class RunContextHandle(_ContextReader):
     """``run.context``: writes commit immediately, checked under the run's row lock."""
@@ -111,6 +130,9 @@ class RunContextHandle(_ContextReader):
         from pipelines.services import context_set
 
         context_set(run_id=self.run_id, key=key, value=value, overwrite=overwrite)
+
+    async def aset(self, key: str, value: Any, *, overwrite: bool = False) -> None:
+        await sync_to_async(self.set)(key, value, overwrite=overwrite)
 
 
 class StepContext(_ContextReader):

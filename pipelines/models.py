@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from asgiref.sync import sync_to_async
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -99,25 +100,49 @@ class PipelineRun(models.Model):
         self.refresh_from_db()
         return self
 
+    async def arefresh(self) -> PipelineRun:
+        await self.arefresh_from_db()
+        return self
+
+    # Steering calls change this very object (and return it), like refresh_from_db: after
+    # run.cancel(), run.status is "cancelled". Each a* twin runs the same call in Django's
+    # thread for sync code, so async views use the same transactions and locks.
+
     def cancel(self, reason: str = "cancelled") -> PipelineRun:
         from pipelines.services import run_cancel
 
-        return run_cancel(run_id=self.pk, reason=reason).refresh()
+        run_cancel(run_id=self.pk, reason=reason)
+        return self.refresh()
+
+    async def acancel(self, reason: str = "cancelled") -> PipelineRun:
+        return await sync_to_async(self.cancel)(reason)
 
     def resume(self) -> PipelineRun:
         from pipelines.services import run_resume
 
-        return run_resume(run_id=self.pk).refresh()
+        run_resume(run_id=self.pk)
+        return self.refresh()
+
+    async def aresume(self) -> PipelineRun:
+        return await sync_to_async(self.resume)()
 
     def rerun(self) -> PipelineRun:
+        """A new run with the same input (this one is unchanged); returns the new run."""
         from pipelines.services import run_rerun
 
         return run_rerun(run_id=self.pk)
 
+    async def arerun(self) -> PipelineRun:
+        return await sync_to_async(self.rerun)()
+
     def send_event(self, name: str, payload: object = None) -> PipelineRun:
         from pipelines.services import run_send_event
 
-        return run_send_event(run_id=self.pk, name=name, payload=payload).refresh()
+        run_send_event(run_id=self.pk, name=name, payload=payload)
+        return self.refresh()
+
+    async def asend_event(self, name: str, payload: object = None) -> PipelineRun:
+        return await sync_to_async(self.send_event)(name, payload)
 
 
 class RunContext(models.Model):

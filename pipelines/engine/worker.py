@@ -176,7 +176,7 @@ def start_worker(
 ) -> bool:
     """Run a pipelines worker on ``queues`` until it is stopped (or, with ``burst``, until
     they are empty). The scheduler is on by default: retries are delayed jobs."""
-    worker_class = PipelineSimpleWorker if simple else PipelineWorker
+    worker_class: type[Any] = PipelineSimpleWorker if simple else PipelineWorker
     worker = get_worker(
         *queues,
         worker_class=worker_class,

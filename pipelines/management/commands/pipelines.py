@@ -13,9 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines import registry, selectors, services
+from pipelines.engine import doctor
 from pipelines.exceptions import PipelineError
 from pipelines.graph_svg import render_text
-from pipelines.engine import doctor
 from pipelines.management.generator import generate_pipeline
 from pipelines.management.worker_options import add_worker_arguments, run_worker
 from pipelines.masking import mask
@@ -108,7 +108,7 @@ class Command(BaseCommand):
         new = sub("new", "Write a pipeline module skeleton and a test for it.", False)
         new.add_argument("name", help="Pipeline class name, e.g. ImportInvoices")
         new.add_argument("--app", required=True, help="Installed app label, e.g. shop")
-        add_worker_arguments(sub("worker", "Run a pipelines worker (RQ, JSON, engine jobs).", False))
+        add_worker_arguments(sub("worker", "Run a pipelines worker (engine jobs, JSON).", False))
         sub("doctor", "Is every pipelines queue served by a pipelines worker?")
 
     def handle(self, *args: Any, **options: Any) -> None:
