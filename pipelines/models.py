@@ -68,9 +68,11 @@ class PipelineRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Runs without a key (NULL) never collide: NULLs are distinct in unique
+            # constraints on PostgreSQL, SQLite and MySQL/MariaDB alike. No condition, since
+            # MySQL/MariaDB would not create a conditional one at all.
             models.UniqueConstraint(
                 fields=["pipeline", "idempotency_key"],
-                condition=Q(idempotency_key__isnull=False),
                 name="pipelines_run_unique_idempotency_key",
             )
         ]
