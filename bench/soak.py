@@ -60,9 +60,9 @@ class Soak:
             [
                 sys.executable,
                 "manage.py",
-                "rqworker",
                 "pipelines",
-                "--with-scheduler",
+                "worker",
+                "pipelines",
                 "--name",
                 name,
             ],

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
+from django.core.checks import Warning as CheckWarning
 
 from pipelines import registry
 from pipelines.exceptions import DefinitionError
@@ -36,19 +37,25 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     return errors
 
 
+SQLITE_OPTIONS = (
+    'DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", '
+    '"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"})'
+)
+
+
 def check_sqlite(db: dict[str, Any]) -> list[CheckMessage]:
     if not db.get("ENGINE", "").endswith("sqlite3"):
         return []
     if db.get("OPTIONS", {}).get("transaction_mode") == "IMMEDIATE":
         return []
     # With SQLite's default deferred transactions, select_for_update does nothing and two
-    # completing steps fail on a lock upgrade instead of waiting for each other.
+    # completing steps fail on a lock upgrade instead of waiting for each other. A warning,
+    # not an error, so that `migrate` still runs; `pipelines worker` refuses to start.
     return [
-        Error(
-            "pipelines on SQLite need DATABASES['default']['OPTIONS']['transaction_mode'] = "
-            "'IMMEDIATE'",
-            hint="Also set 'init_command': 'PRAGMA journal_mode=WAL;' and a 'timeout' of "
-            "about 30 seconds; see project/settings.py.",
-            id="pipelines.E003",
+        CheckWarning(
+            "pipelines on SQLite need IMMEDIATE transactions: concurrent steps would fail "
+            "on lock upgrades",
+            hint=f"Add to your settings, after DATABASES: {SQLITE_OPTIONS}",
+            id="pipelines.W003",
         )
     ]

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from pipelines.exceptions import ContextKeyError, ContextValueError, OverwriteError
 from pipelines.frozen import freeze
 from pipelines.models import ContextWrite, RunContext
@@ -93,6 +95,23 @@ class ContextReader:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
+
+    # Async twins for async views and consumers: the same reads, in Django's sync thread.
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return await sync_to_async(self.get)(key, default)
+
+    async def ahas(self, key: str) -> bool:
+        return await sync_to_async(self.has)(key)
+
+    async def akeys(self) -> list[str]:
+        return await sync_to_async(self.keys)()
+
+    async def aitems(self) -> list[tuple[str, Any]]:
+        return await sync_to_async(self.items)()
+
+    async def ato_dict(self) -> dict[str, Any]:
+        return await sync_to_async(self.to_dict)()
 
 
 class StepContext(ContextReader):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from pipelines import services
 from pipelines.context import ContextReader
 from pipelines.models import PipelineRun
@@ -20,6 +22,9 @@ class RunContextHandle(ContextReader):
 
     def set(self, key: str, value: Any, *, overwrite: bool = False) -> None:
         services.context_set(run_id=self.run_id, key=key, value=value, overwrite=overwrite)
+
+    async def aset(self, key: str, value: Any, *, overwrite: bool = False) -> None:
+        await sync_to_async(self.set)(key, value, overwrite=overwrite)
 
 
 class Controls:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -57,9 +58,11 @@ class PipelineRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Runs without a key (NULL) never collide: NULLs are distinct in unique
+            # constraints on PostgreSQL, SQLite and MySQL/MariaDB alike. No condition, since
+            # MySQL/MariaDB would not create a conditional one at all.
             models.UniqueConstraint(
                 fields=["pipeline", "idempotency_key"],
-                condition=Q(idempotency_key__isnull=False),
                 name="pipelines_run_unique_idempotency_key",
             )
         ]
@@ -88,26 +91,44 @@ class PipelineRun(models.Model):
         self.refresh_from_db()
         return self
 
-    # The steering calls update this object in place and return it.
+    async def arefresh(self) -> PipelineRun:
+        await self.arefresh_from_db()
+        return self
+
+    # Steering calls change this very object (and return it), like refresh_from_db: after
+    # run.cancel(), run.status is "cancelled". Each a* twin runs the same call in Django's
+    # thread for sync code, so async views use the same transactions and locks.
 
     def cancel(self, reason: str = "cancelled") -> PipelineRun:
         """Cancel the run (see :func:`pipelines.services.run_cancel`)."""
         steering().cancel(self, reason)
         return self
 
+    async def acancel(self, reason: str = "cancelled") -> PipelineRun:
+        return await sync_to_async(self.cancel)(reason)
+
     def resume(self) -> PipelineRun:
         """Resume a failed run from its failed steps."""
         steering().resume(self)
         return self
 
+    async def aresume(self) -> PipelineRun:
+        return await sync_to_async(self.resume)()
+
     def rerun(self) -> PipelineRun:
-        """Start a new run with the same input; returns the new run."""
+        """A new run with the same input (this one is unchanged); returns the new run."""
         return steering().rerun(self)
+
+    async def arerun(self) -> PipelineRun:
+        return await sync_to_async(self.rerun)()
 
     def send_event(self, name: str, payload: object = None) -> PipelineRun:
         """Deliver an event to the step waiting for it."""
         steering().send_event(self, name, payload)
         return self
+
+    async def asend_event(self, name: str, payload: object = None) -> PipelineRun:
+        return await sync_to_async(self.send_event)(name, payload)
 
 
 class RunContext(models.Model):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from asgiref.sync import sync_to_async
+
 from pipelines import registry
 from pipelines.dsl import Flow, Graph, compile_flow
 from pipelines.exceptions import DefinitionError
@@ -51,3 +53,11 @@ class Pipeline:
                 f"trigger one of its concrete subclasses"
             )
         return steering().trigger(cls.name, input, idempotency_key)
+
+    @classmethod
+    async def atrigger(
+        cls, input: Any = None, *, idempotency_key: str | None = None
+    ) -> PipelineRun:
+        """``trigger`` for async code: the same transaction, run in Django's sync thread
+        (the enqueue happens when it commits, or at once outside a transaction)."""
+        return await sync_to_async(cls.trigger)(input, idempotency_key=idempotency_key)

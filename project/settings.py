@@ -108,16 +108,11 @@ def _redis_url() -> str:
 
 REDIS_URL = _redis_url()
 
-# Every queue uses RQ's JSON serializer: jobs carry only ids, never pickles.
+# Pipeline workers (`manage.py pipelines worker`) force the JSON serializer and the
+# engine's job class themselves; nothing global (no RQ setting) is needed.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer"}
     for name in ("pipelines", "default")
-}
-# The worker class forces the JSON serializer and the job class refuses any function but
-# the engine's own, whatever a planted job in Redis asks for.
-RQ = {
-    "WORKER_CLASS": "pipelines.engine.worker.PipelineWorker",
-    "JOB_CLASS": "pipelines.engine.worker.PipelineJob",
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis, real rqworker subprocesses, and service checks.
+"""Shared fixtures: real Redis, real pipelines worker subprocesses, and service checks.
 
 With CI=true a missing PostgreSQL or Redis fails the run; elsewhere the tests that need
 them are skipped with a reason, and pure unit tests still run.
@@ -116,7 +116,7 @@ class WorkerPool:
         before = len(Worker.all(connection=conn))
         for i in range(self.count):
             log = tmp / f"worker-{i}.log"
-            args = [sys.executable, "manage.py", "rqworker", *self.queues, "--with-scheduler"]
+            args = [sys.executable, "manage.py", "pipelines", "worker", *self.queues]
             self.procs.append(
                 subprocess.Popen(
                     args,
@@ -171,7 +171,7 @@ def workers(
     django_db_setup: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerPool]:
-    """Real ``manage.py rqworker`` processes (forking workers, with scheduler) for the whole
+    """Real ``manage.py pipelines worker`` processes (forking, with scheduler) for the whole
     test module, on the test database and the tests' Redis database. A module sets
     ``WORKER_COUNT`` to get more than two, and ``WORKER_ENV`` to add to their
     environment."""

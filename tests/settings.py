@@ -28,6 +28,8 @@ RQ_QUEUES = {
     name: {"URL": os.environ["REDIS_URL"], "SERIALIZER": "rq.serializers.JSONSerializer"}
     for name in ("pipelines", "default", "other")
 }
+# A host project's own queue with RQ's default (pickle) serializer, for coexistence tests.
+RQ_QUEUES["pickled"] = {"URL": os.environ["REDIS_URL"]}
 
 # Worker subprocesses started by the tests point at the test database pytest-django made.
 if os.environ.get("PIPELINES_TEST_DB_NAME"):

@@ -8,7 +8,8 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -190,8 +191,27 @@ def _prepared(d: Delivery | Batch) -> Any:
     )
 
 
+# While set (pipelines.testing), deliveries are appended here instead of going to Redis:
+# a user's test runs the steps itself, from the rows, in the test process.
+_captured: list[Delivery | Batch] | None = None
+
+
+@contextmanager
+def capture_deliveries() -> Iterator[list[Delivery | Batch]]:
+    """Keep deliveries out of Redis for the block; yields the list they are added to."""
+    global _captured
+    previous, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = previous
+
+
 def enqueue(deliveries: Iterable[Delivery | Batch]) -> None:
     """Push jobs to Redis, one round trip per queue for immediate deliveries."""
+    if _captured is not None:
+        _captured.extend(deliveries)
+        return
     by_queue: dict[str, list[Delivery | Batch]] = defaultdict(list)
     for delivery in deliveries:
         by_queue[delivery.queue].append(delivery)

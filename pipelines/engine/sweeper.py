@@ -37,7 +37,7 @@ from rq.utils import utcparse
 
 from pipelines import definitions
 from pipelines.conf import get_settings
-from pipelines.engine import lease
+from pipelines.engine import doctor, lease
 from pipelines.engine.delivery import (
     Delivery,
     batch_of,
@@ -307,6 +307,7 @@ class SweeperThread(threading.Thread):
                     report = sweep()
                     if any(vars(report).values()):
                         logger.info("sweep: %s", report)
+                    doctor.log_problems()
                 return
             except (OperationalError, InterfaceError) as exc:
                 # A dropped database connection: reconnect and go again at once rather than

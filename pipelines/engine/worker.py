@@ -1,8 +1,10 @@
 """RQ worker and job classes that only ever run the engine's own function, with JSON.
 
-``python manage.py rqworker pipelines`` uses them through the ``RQ`` setting. Whatever a
-job planted in Redis asks for (another function, pickled data, callbacks, webhooks), it
-is refused, not run.
+``python manage.py pipelines worker`` starts them (see :func:`start_worker`); so does
+``rqworker --worker-class pipelines.engine.worker.PipelineWorker``. They change nothing
+global: the project's other queues and ``rqworker`` processes keep their own classes and
+serializers. Whatever a job planted in Redis asks for (another function, pickled data,
+callbacks, webhooks), it is refused, not run.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 from uuid import uuid4
 
 import redis
+from django_rq.utils import reset_db_connections
+from django_rq.workers import get_worker
 from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from pipelines.engine.delivery import ENGINE_FUNCTIONS
+from pipelines.engine.doctor import ENGINE_MARK
 from pipelines.exceptions import UnsafeJobError
 
 
@@ -72,7 +77,6 @@ class _EngineOnly:
     connection: Any
     queues: list[Any]
     _stop_requested: bool
-    register_birth: Callable[[], None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker passes its default (pickle) serializer explicitly.
@@ -82,6 +86,10 @@ class _EngineOnly:
         for queue in self.queues:
             queue.serializer = JSONSerializer
             queue.job_class = PipelineJob
+
+    def register_birth(self, *args: Any, **kwargs: Any) -> None:
+        super().register_birth(*args, **kwargs)  # type: ignore[misc]
+        self.connection.hset(self.key, ENGINE_MARK, "1")
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         # Recovery runs inside every worker: no cron job to remember. The lease makes sure
@@ -152,3 +160,39 @@ class PipelineWorker(_EngineOnly, Worker):
 
 class PipelineSimpleWorker(_EngineOnly, SimpleWorker):
     """Runs jobs in the worker process itself: faster, less isolated."""
+
+
+def start_worker(
+    queues: list[str],
+    *,
+    simple: bool = False,
+    burst: bool = False,
+    with_scheduler: bool = True,
+    name: str | None = None,
+    worker_ttl: int = 420,
+    max_jobs: int | None = None,
+    max_idle_time: int | None = None,
+    logging_level: str = "INFO",
+) -> bool:
+    """Run a pipelines worker on ``queues`` until it is stopped (or, with ``burst``, until
+    they are empty). The scheduler is on by default: retries are delayed jobs."""
+    worker_class: type[Any] = PipelineSimpleWorker if simple else PipelineWorker
+    worker = get_worker(
+        *queues,
+        worker_class=worker_class,
+        job_class=PipelineJob,
+        serializer=JSONSerializer,
+        name=name,
+        worker_ttl=worker_ttl,
+    )
+    # A forked work horse must not share the parent's database connection.
+    reset_db_connections()
+    return bool(
+        worker.work(
+            burst=burst,
+            with_scheduler=with_scheduler,
+            logging_level=logging_level,
+            max_jobs=max_jobs,
+            max_idle_time=max_idle_time,
+        )
+    )

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from pipelines import definitions, registry, selectors, stats
+from pipelines.engine import doctor
 from pipelines.graph_svg import render_svg
 from pipelines.masking import mask
 from pipelines.models import PipelineRun, RunStatus, StepExecution
@@ -29,7 +30,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "pipelines/overview.html",
-        {"overview": data, "peak": peak, "statuses": RunStatus.values},
+        {
+            "overview": data,
+            "peak": peak,
+            "statuses": RunStatus.values,
+            "worker_problems": doctor.diagnose(),
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""The bad-value matrix: identical ContextValueError on PostgreSQL and SQLite, nothing
+"""The bad-value matrix: identical ContextValueError on PostgreSQL, SQLite and MariaDB, nothing
 written, checked through every entry point that stores JSON."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def outcomes():
     return {}
 
 
-@pytest.mark.parametrize("database", ["postgres", "sqlite"])
+@pytest.mark.parametrize("database", ["postgres", "sqlite", "mariadb"])
 def test_every_bad_value_is_refused_the_same_way_and_nothing_is_written(
     on_database, database, outcomes
 ):
@@ -57,6 +57,7 @@ def test_every_bad_value_is_refused_the_same_way_and_nothing_is_written(
     assert report["writes"] == 0
     assert report["new_runs"] == 0
 
-    if len(outcomes) == 2:
-        assert outcomes["postgres"]["results"] == outcomes["sqlite"]["results"]
-        assert outcomes["postgres"]["keys"] == outcomes["sqlite"]["keys"]
+    if len(outcomes) == 3:
+        for other in ("sqlite", "mariadb"):
+            assert outcomes["postgres"]["results"] == outcomes[other]["results"], other
+            assert outcomes["postgres"]["keys"] == outcomes[other]["keys"], other

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.checks import WARNING
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -38,13 +39,19 @@ def test_check_reports_a_step_queue_missing_from_rq_queues(nowhere_pipeline):
     assert "step NowhereStep uses queue 'no-such-queue', which is not in RQ_QUEUES" in message
 
 
-def test_check_requires_immediate_transactions_on_sqlite():
+def test_check_asks_for_immediate_transactions_on_sqlite_with_the_exact_snippet():
     from pipelines.checks import check_sqlite
 
     sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3", "OPTIONS": {}}
     errors = check_sqlite(sqlite)
-    assert [e.id for e in errors] == ["pipelines.E003"]
-    assert "transaction_mode'] = 'IMMEDIATE'" in errors[0].msg
+    # A warning, so that `migrate` on a fresh project still runs.
+    assert [(e.id, e.level) for e in errors] == [("pipelines.W003", WARNING)]
+    assert "IMMEDIATE transactions" in errors[0].msg
+    # The hint is Python that fixes the settings it is run against.
+    snippet = errors[0].hint.split("after DATABASES: ", 1)[1]
+    namespace = {"DATABASES": {"default": dict(sqlite)}}
+    exec(snippet, namespace)  # noqa: S102 - our own hint
+    assert check_sqlite(namespace["DATABASES"]["default"]) == []
 
     assert check_sqlite({**sqlite, "OPTIONS": {"transaction_mode": "IMMEDIATE"}}) == []
     assert check_sqlite({"ENGINE": "django.db.backends.postgresql"}) == []

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
 import subprocess
 import sys
 from io import StringIO
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pipelines import registry
+from pipelines.management.generator import STARTAPP_TESTS
 from pipelines.models import PipelineRun
 from tests.helpers.inprocess import drive
 from tests.helpers.procs import ROOT, worker_env
@@ -125,29 +126,64 @@ def test_retry_of_a_run_that_did_not_fail_is_refused(redis_conn):
         call_command("pipelines", "retry", str(run.pk))
 
 
-def test_new_writes_a_pipeline_and_a_passing_test(tmp_path, monkeypatch):
-    app_dir = tmp_path / "genapp"
+def _generated_app(tmp_path, monkeypatch, name="genapp"):
+    app_dir = tmp_path / name
     app_dir.mkdir()
     (app_dir / "__init__.py").touch()
-    fake = SimpleNamespace(path=str(app_dir), name="genapp", label="genapp")
+    fake = SimpleNamespace(path=str(app_dir), name=name, label=name)
     monkeypatch.setattr("pipelines.management.generator.apps.get_app_config", lambda label: fake)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    return app_dir
+
+
+def _lint_and_type_check(project_dir):
+    """ruff (this project's rules) and strict mypy on the generated code."""
+    tools = Path(sys.executable).parent
+    for args in (
+        [str(tools / "ruff"), "check", "--config", str(ROOT / "pyproject.toml"), "."],
+        [str(tools / "ruff"), "format", "--check", "--config", str(ROOT / "pyproject.toml"), "."],
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "."],
+    ):
+        done = subprocess.run(
+            args,
+            cwd=project_dir,
+            env={**os.environ, "MYPYPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{args[1:3]}:\n{done.stdout}{done.stderr}"
+
+
+def test_new_writes_a_pipeline_and_its_test_into_tests_py(tmp_path, monkeypatch):
+    app_dir = _generated_app(tmp_path, monkeypatch)
+    (app_dir / "tests.py").write_text(STARTAPP_TESTS)  # what startapp writes
 
     out = run_command("new", "ImportInvoices", "--app", "genapp")
 
-    assert str(app_dir / "pipelines.py") in out
-    test_file = app_dir / "tests" / "test_import_invoices_pipeline.py"
-    assert test_file.exists()
+    assert "Restart your pipelines workers" in out
+    assert not (app_dir / "tests").exists()  # a tests/ package would shadow tests.py
+    tests = (app_dir / "tests.py").read_text()
+    assert "class ImportInvoicesPipelineTests(PipelinesTestMixin, TestCase):" in tests
     try:
-        module = importlib.import_module("genapp.pipelines")
-        assert module.ImportInvoices.graph.entry == "ImportInvoicesFetch.0"
-        generated = importlib.import_module("genapp.tests.test_import_invoices_pipeline")
-        generated.test_import_invoices_definition_starts_with_fetch()  # the generated test passes
         with pytest.raises(CommandError, match="already defines class ImportInvoices"):
             run_command("new", "ImportInvoices", "--app", "genapp")
-        run_command("new", "SecondOne", "--app", "genapp")  # appends to the same module
+        run_command("new", "SecondOne", "--app", "genapp")  # appends to both files
         assert (app_dir / "pipelines.py").read_text().count("(Pipeline):") == 2
+        assert (app_dir / "tests.py").read_text().count("(PipelinesTestMixin, TestCase)") == 2
+        _lint_and_type_check(tmp_path)
     finally:
-        registry.unregister("ImportInvoices")
         for name in [m for m in sys.modules if m.startswith("genapp")]:
             del sys.modules[name]
+
+
+def test_new_puts_its_test_into_an_existing_tests_package(tmp_path, monkeypatch):
+    app_dir = _generated_app(tmp_path, monkeypatch)
+    (app_dir / "tests").mkdir()
+
+    run_command("new", "ImportInvoices", "--app", "genapp")
+
+    assert not (app_dir / "tests.py").exists()
+    assert (app_dir / "tests" / "__init__.py").exists()
+    test_file = app_dir / "tests" / "test_import_invoices_pipeline.py"
+    assert "self.run_pipeline(ImportInvoices" in test_file.read_text()
+    _lint_and_type_check(tmp_path)

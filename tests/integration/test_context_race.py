@@ -14,7 +14,7 @@ PROCESSES = 8
 KEYS = [f"key-{i}" for i in range(12)]
 
 
-@pytest.mark.parametrize("database", ["postgres", "sqlite"])
+@pytest.mark.parametrize("database", ["postgres", "sqlite", "mariadb"])
 def test_racing_processes_get_exactly_one_winner_per_key(on_database, database):
     call = on_database(database)
     run_id = call("create_run")["run_id"]

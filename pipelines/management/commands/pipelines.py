@@ -13,10 +13,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines import registry, selectors, services
+from pipelines.engine import doctor
 from pipelines.engine.sweeper import sweep
 from pipelines.exceptions import PipelineError
 from pipelines.graph_svg import render_text
 from pipelines.management.generator import generate_pipeline
+from pipelines.management.worker_options import add_worker_arguments, run_worker
 from pipelines.masking import mask
 from pipelines.models import PipelineRun, RunStatus
 
@@ -70,7 +72,7 @@ def _run_dict(run: PipelineRun) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "See and steer pipelines: list, graph, trigger, runs, show, cancel, retry, resume, "
-        "rerun, send-event, recover, new."
+        "rerun, send-event, recover, new, worker, doctor."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -107,6 +109,8 @@ class Command(BaseCommand):
         new = sub("new", "Write a pipeline module skeleton and a test for it.", False)
         new.add_argument("name", help="Pipeline class name, e.g. ImportInvoices")
         new.add_argument("--app", required=True, help="Installed app label, e.g. shop")
+        add_worker_arguments(sub("worker", "Run a pipelines worker (engine jobs, JSON).", False))
+        sub("doctor", "Is every pipelines queue served by a pipelines worker?")
 
     def handle(self, *args: Any, **options: Any) -> None:
         handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -124,6 +128,8 @@ class Command(BaseCommand):
             "send-event": self._send_event,
             "recover": self._recover,
             "new": self._new,
+            "worker": lambda o: run_worker(o, verbosity=o["verbosity"]),
+            "doctor": self._doctor,
         }
         try:
             result = handlers[options["sub"]](options)
@@ -250,4 +256,18 @@ class Command(BaseCommand):
 
     def _new(self, options: dict[str, Any]) -> str:
         written = generate_pipeline(name=options["name"], app_label=options["app"])
-        return "wrote:\n" + "\n".join(f"  {path}" for path in written)
+        return (
+            "wrote:\n"
+            + "\n".join(f"  {path}" for path in written)
+            + "\nRestart your pipelines workers so they load the new pipeline."
+        )
+
+    def _doctor(self, options: dict[str, Any]) -> tuple[Any, str]:
+        problems = doctor.diagnose()
+        data = [{"queue": p.queue, "problem": p.message, "hint": p.hint} for p in problems]
+        if problems:
+            raise CommandError(
+                f"{len(problems)} problem(s):\n" + "\n".join(f"{p}\n  {p.hint}" for p in problems)
+            )
+        queues = ", ".join(doctor.pipeline_queues())
+        return data, f"ok: every pipelines queue ({queues}) is served by pipelines workers"

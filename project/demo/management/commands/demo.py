@@ -68,7 +68,7 @@ class Command(BaseCommand):
                 if time.monotonic() > deadline:
                     raise CommandError(
                         f"run {run.pk} is still {run.status} after {options['timeout']}s; "
-                        f"is a worker running (python manage.py rqworker pipelines)?"
+                        f"is a worker running (python manage.py pipelines worker)?"
                     )
                 time.sleep(0.1)
         self._report(run)
@@ -97,9 +97,9 @@ class Command(BaseCommand):
         if options["no_worker"]:
             yield
             return
-        self.stdout.write("Starting a worker: python manage.py rqworker pipelines --with-scheduler")
+        self.stdout.write("Starting a worker: python manage.py pipelines worker")
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "pipelines", "--with-scheduler", "-v0"],
+            [sys.executable, "manage.py", "pipelines", "-v0", "worker"],
             cwd=settings.BASE_DIR,
         )
         try:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pipelines', '0004_step_held'),
+        ('pipelines', '0005_idempotency_unique_everywhere'),
     ]
 
     operations = [
