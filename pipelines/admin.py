@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 
 from pipelines import selectors, services
 from pipelines.exceptions import PipelineError
-from pipelines.masking import mask, mask_entry
+from pipelines.masking import mask, mask_entry, mask_text
 from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
 from pipelines.templatetags.pipelines_tags import elapsed, pretty_json
 
@@ -49,6 +49,19 @@ def masked_json(field: str) -> Any:
     @admin.display(description=field)
     def show(self: Any, obj: Any) -> SafeString:
         return pretty(mask(getattr(obj, field)))
+
+    return show
+
+
+def masked_text(field: str) -> Any:
+    """An admin column showing a text field (an error, a traceback) with secrets masked."""
+
+    @admin.display(description=field)
+    def show(self: Any, obj: Any) -> SafeString:
+        return format_html(
+            '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+            mask_text(getattr(obj, field) or ""),
+        )
 
     return show
 
@@ -156,11 +169,11 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         "pipeline",
         "status_badge",
         "dashboard",
-        "idempotency_key",
+        "idempotency_key_masked",
         "created_at",
         "started_at",
         "finished_at",
-        "error",
+        "error_masked",
         "input_pretty",
         "output_pretty",
         "context_pretty",
@@ -182,6 +195,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def dashboard(self, obj: PipelineRun) -> SafeString:
         return format_html('<a href="{}">run page →</a>', reverse("pipelines:run", args=[obj.pk]))
 
+    error_masked = masked_text("error")
+    idempotency_key_masked = masked_text("idempotency_key")
     input_pretty = masked_json("input")
     output_pretty = masked_json("output")
 
@@ -221,9 +236,19 @@ class PipelineRunAdmin(ReadOnlyAdmin):
 
 class AttemptInline(ReadOnlyInline):
     model = StepAttempt
-    fields = ("number", "status_badge", "worker", "started_at", "finished_at", "error", "traceback")
+    fields = (
+        "number",
+        "status_badge",
+        "worker",
+        "started_at",
+        "finished_at",
+        "error_masked",
+        "traceback_masked",
+    )
     readonly_fields = fields
     show_change_link = False
+    error_masked = masked_text("error")
+    traceback_masked = masked_text("traceback")
 
 
 @admin.register(StepExecution)
@@ -258,11 +283,12 @@ class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
         "created_at",
         "started_at",
         "finished_at",
-        "error",
+        "error_masked",
         "payload_pretty",
         "output_pretty",
     )
     readonly_fields = fields
+    error_masked = masked_text("error")
     payload_pretty = masked_json("payload")
     output_pretty = masked_json("output")
 

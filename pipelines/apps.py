@@ -7,6 +7,7 @@ class PipelinesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from pipelines import checks, registry  # noqa: F401 - checks register themselves
+        from pipelines import checks, logs, registry  # noqa: F401 - checks register themselves
 
+        logs.install()
         registry.autodiscover()

@@ -12,6 +12,7 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 
+from pipelines.inputs import is_id
 from pipelines.masking import mask_entry
 from pipelines.models import (
     ContextWrite,
@@ -68,7 +69,7 @@ def runs_list(
             runs = runs.annotate(
                 _searched=KeyTextTransform(key.strip(), "context_row__data")
             ).filter(_searched=value.strip())
-        elif q.isdigit():
+        elif is_id(q):
             runs = runs.filter(Q(pk=int(q)) | Q(idempotency_key=q))
         else:
             runs = runs.filter(idempotency_key__icontains=q)
