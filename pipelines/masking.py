@@ -214,9 +214,12 @@ def _scheme(match: re.Match[str]) -> str:
 
 
 def _pair(match: re.Match[str]) -> str:
-    return _masked_group(match) if is_secret(match.group("key")) else match.group(0)
+    if not is_secret(match.group("key")) or match.group("secret").lower() in _SCHEMES:
+        return match.group(0)  # ``Authorization: Bearer ...``: the scheme rule masked it
+    return _masked_group(match)
 
 
+_SCHEMES = frozenset(["bearer", "basic", "token", "digest", "bot", "apikey", "negotiate"])
 URL_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/?#@\[\]]*:(?P<secret>[^\s/?#@]+)@")
 AUTH_SCHEME = re.compile(
     r"\b(?P<scheme>[Bb]earer|BEARER|Basic|Token|Digest|Bot|ApiKey|Negotiate)"
@@ -245,8 +248,17 @@ PRIVATE_KEY_BLOCK = re.compile(
 QUOTED_PAIR = re.compile(
     r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)["']?\s*[:=]\s*b?(?P<q>["'])(?P<secret>[^"'\n]*)(?P=q)"""
 )
+# ``["X-Api-Key", "x"]`` / ``('Authorization', 'x')``: a header pair written out (a repr
+# in a log message); the name is judged by :func:`is_secret`.
+QUOTED_LIST_PAIR = re.compile(
+    r"""[\[(]\s*["'](?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)["']\s*,\s*(?P<q>["'])(?P<secret>[^"'\n]*)(?P=q)\s*[\])]"""
+)
+# ``{"name": "Cookie", "value": "x"}`` written out (HAR-style headers).
+NAME_VALUE_PAIR = re.compile(
+    r"""["'](?:name|key|header)["']\s*:\s*["'](?P<key>[^"'\n]+)["']\s*,\s*["']value["']\s*:\s*(?P<q>["'])(?P<secret>[^"'\n]*)(?P=q)"""
+)
 BARE_PAIR = re.compile(
-    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*(?P<secret>[^\s"',;&)}\]]+)"""
+    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)["']?[ \t]*[:=](?!//)[ \t]*(?P<secret>[^\s"',;&)}\]]+)"""
 )
 
 BUILT_IN_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
@@ -255,6 +267,8 @@ BUILT_IN_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], s
     (AUTH_SCHEME, _scheme),
     (API_KEY_PREFIXES, _masked_group),
     (QUOTED_PAIR, _pair),
+    (QUOTED_LIST_PAIR, _pair),
+    (NAME_VALUE_PAIR, _pair),
     (BARE_PAIR, _pair),
 )
 

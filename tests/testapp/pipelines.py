@@ -307,3 +307,6 @@ class Explodes(Step):
 
 class SagaPipeline(Pipeline):
     definition = start(Reserve).chain(Charge).chain(Explodes).on_halt(RecordHalt)
+
+
+from tests.testapp import leak_pipelines  # noqa: E402,F401 - registers the leak probe's pipelines
