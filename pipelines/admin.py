@@ -141,7 +141,7 @@ def _act(
             call(run_id=run.pk)
             done.append(run.pk)
         except PipelineError as exc:
-            refused.append(f"#{run.pk}: {exc}")
+            refused.append(f"#{run.pk}: {mask_text(str(exc))}")
     if done:
         modeladmin.message_user(request, f"{verb}: {', '.join(f'#{i}' for i in done)}")
     for message in refused:

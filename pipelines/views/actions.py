@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from pipelines import services
 from pipelines.exceptions import InputValueError, PipelineError
 from pipelines.inputs import parse_json_text, parse_text
+from pipelines.masking import mask_text
 from pipelines.models import PipelineRun
 from pipelines.views.access import action
 
@@ -26,7 +27,7 @@ def _perform(
     except InputValueError:
         raise  # bad input: a 400 with the message (access.answers_bad_input)
     except (PipelineError, ValueError) as exc:
-        messages.error(request, str(exc))
+        messages.error(request, mask_text(str(exc)))  # it may quote the run's error
         return redirect("pipelines:run", run_id=run.pk)
     messages.success(request, message)
     return redirect("pipelines:run", run_id=shown.pk)
