@@ -8,16 +8,17 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from pipelines import selectors, services
-from pipelines.exceptions import PipelineError
+from pipelines.exceptions import InvalidValueError, PipelineError
 from pipelines.masking import mask, mask_entry, mask_text
 from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
 from pipelines.templatetags.pipelines_tags import elapsed, pretty_json
+from pipelines.values import check_text
 
 INLINE_ROWS = 50
 
@@ -94,6 +95,23 @@ class ReadOnlyMixin:
 class ReadOnlyAdmin(ReadOnlyMixin, StatusBadgeMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ("pipelines/admin.css",)}
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # A filter value with NUL reaches PostgreSQL, which refuses it (a 500 otherwise).
+        for name, values in request.GET.lists():
+            for value in values:
+                try:
+                    check_text(value or "-", what=name, max_length=10_000)
+                except InvalidValueError as exc:
+                    return HttpResponseBadRequest(str(exc), content_type="text/plain")
+        try:
+            return super().changelist_view(request, extra_context)
+        except OverflowError:  # e.g. created_at__gte=0001-01-01T00:00+01:00 on SQLite
+            return HttpResponseBadRequest(
+                "a date in the filters is out of range", content_type="text/plain"
+            )
 
 
 class FirstRowsFormSet(BaseInlineFormSet):

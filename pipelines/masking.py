@@ -33,46 +33,21 @@ from django.dispatch import receiver
 
 MASK = "••••••"
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words that make a key secret wherever they appear in it (Sentry's default denylist and
 # Django's SafeExceptionReporterFilter, on word boundaries instead of substrings).
-SECRET_WORDS = frozenset(
-    [
-        "password",
-        "passwd",
-        "passphrase",
-        "passcode",
-        "pwd",
-        "pass",
-        "secret",
-        "secrets",
-        "credential",
-        "credentials",
-        "auth",
-        "authorization",
-        "cookie",
-        "cookies",
-        "jwt",
-        "bearer",
-        "cvv",
-        "cvv2",
-        "cvc",
-        "csc",
-        "otp",
-        "totp",
-        "csrf",
-        "xsrf",
-        "sessionid",
-        "apikey",
-        "privatekey",
-        "secretkey",
-        "accesskey",
-        "dsn",
-        "ssn",
-    ]
+SECRET_WORDS = _words(
+    "password passwd passphrase passcode pwd pass secret secrets credential credentials "
+    "auth authorization cookie cookies jwt bearer cvv cvv2 cvc csc otp totp csrf xsrf "
+    "sessionid apikey privatekey secretkey accesskey dsn ssn"
 )
 # Words that make a key secret when they end it: ``access_token`` but not ``token_count``
 # or ``max_tokens``; ``card_pin`` but not ``pin_color``.
-SECRET_LAST_WORDS = frozenset(["token", "pin", "signature", "session", "sid"])
+SECRET_LAST_WORDS = _words("token pin signature session sid")
 # A single word ending like this is secret too: ``accesstoken``, ``dbpassword``.
 SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey", "privatekey", "secretkey")
 # Word sequences that make a key secret wherever they appear.
@@ -91,51 +66,11 @@ SECRET_PHRASES = (
 )
 # ``<something>_key`` is secret (``stripe_key``, ``signing_key``) unless the word before
 # ``key`` says it is an identifier.
-HARMLESS_KEY_QUALIFIERS = frozenset(
-    [
-        "idempotency",
-        "sort",
-        "primary",
-        "foreign",
-        "cache",
-        "partition",
-        "routing",
-        "lookup",
-        "object",
-        "public",
-        "dedup",
-        "dedupe",
-        "group",
-        "index",
-        "unique",
-        "natural",
-        "composite",
-        "shard",
-        "row",
-        "range",
-        "hash",
-        "lock",
-        "join",
-        "order",
-        "entry",
-        "item",
-        "message",
-        "event",
-        "field",
-        "column",
-        "dict",
-        "map",
-        "node",
-        "bucket",
-        "s3",
-        "translation",
-        "i18n",
-        "registry",
-        "redis",
-        "storage",
-        "file",
-        "path",
-    ]
+HARMLESS_KEY_QUALIFIERS = _words(
+    "idempotency sort primary foreign cache partition routing lookup object public dedup "
+    "dedupe group index unique natural composite shard row range hash lock join order "
+    "entry item message event field column dict map node bucket s3 translation i18n "
+    "registry redis storage file path"
 )
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")

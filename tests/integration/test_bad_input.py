@@ -146,6 +146,22 @@ def test_exactly_64_levels_pass_the_event_form(web, waiting):
     assert waiting.status == "running"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/pipelines/pipelinerun/?status=%00",
+        "/admin/pipelines/pipelinerun/?pipeline=a%00",
+        "/admin/pipelines/stepexecution/?run__pipeline=%00",
+        "/admin/pipelines/contextwrite/?q=%00",
+    ],
+)
+def test_admin_filters_answer_bad_input(web, url):
+    response = web.get(url)
+
+    assert response.status_code == 400
+    assert "NUL character" in response.content.decode()
+
+
 def pipelines_command(*args: bytes | str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "manage.py", "pipelines", *args],

@@ -110,6 +110,19 @@ def test_every_tricky_value_in_every_query_parameter_of_every_page(site):
                 _answered(client.get(_path(page, done), {name: _clean(value)}))
 
 
+ADMIN_LISTS = ["pipelinerun", "stepexecution", "contextwrite"]
+ADMIN_PARAMS = ["q", "status", "pipeline", "run__pipeline", "created_at__gte", "o", "p", "kind"]
+
+
+def test_every_tricky_value_in_every_admin_list_parameter(site):
+    client = site["client"]
+    for model in ADMIN_LISTS:
+        for name in ADMIN_PARAMS:
+            for value in TRICKY:
+                response = client.get(f"/admin/pipelines/{model}/", {name: _clean(value)})
+                _answered(response)
+
+
 @FUZZ
 @given(
     page=st.sampled_from(PAGES),
