@@ -35,6 +35,7 @@ def answers_bad_input(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
 def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Anonymous: to the admin login. Signed in but not staff, or without the view
     permission: 403."""
+    answering = answers_bad_input(view)
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -44,7 +45,7 @@ def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
             raise PermissionDenied("The pipelines dashboard is for staff users.")
         if not request.user.has_perm(VIEW_PERMISSION):
             raise PermissionDenied(f"You need the {VIEW_PERMISSION} permission to see runs.")
-        return answers_bad_input(view)(request, *args, **kwargs)
+        return answering(request, *args, **kwargs)
 
     return wrapper
 
