@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import DataError, transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -107,10 +108,15 @@ class ReadOnlyAdmin(ReadOnlyMixin, StatusBadgeMixin, admin.ModelAdmin):
                 except InvalidValueError as exc:
                     return HttpResponseBadRequest(str(exc), content_type="text/plain")
         try:
-            return super().changelist_view(request, extra_context)
-        except OverflowError:  # e.g. created_at__gte=0001-01-01T00:00+01:00 on SQLite
+            # A savepoint: under ATOMIC_REQUESTS the request's transaction goes on.
+            with transaction.atomic():
+                return super().changelist_view(request, extra_context)
+        except (OverflowError, DataError):
+            # A date filter the admin parses but the database cannot hold, such as
+            # created_at__gte=0001-01-01T00:00+01:00 (year 0) or an offset of -23:59 on
+            # 9999-12-31: the list's count query fails before anything is rendered.
             return HttpResponseBadRequest(
-                "a date in the filters is out of range", content_type="text/plain"
+                "a value in the filters is out of range", content_type="text/plain"
             )
 
 
