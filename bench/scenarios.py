@@ -49,10 +49,11 @@ def triggers_python(count: int) -> float:
 def triggers_view(count: int) -> float:
     """Through the demo's order view: a form POST, the trigger in the request's
     transaction, the redirect."""
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from django.test import Client
 
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_staff": True})
+    user.user_permissions.add(Permission.objects.get(codename="add_pipelinerun"))
     client = Client()
     client.force_login(user)
     form = {"customer_id": 7, "skus": "A1, B2", "price": 100}
@@ -65,7 +66,7 @@ def triggers_view(count: int) -> float:
 
 def dashboard(steps: int, keys: int, repeat: int) -> tuple[float, int, float, int]:
     """Median server time and query count of the run page for a big and a tiny run."""
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -73,6 +74,7 @@ def dashboard(steps: int, keys: int, repeat: int) -> tuple[float, int, float, in
     from tests.helpers.inprocess import big_run
 
     user, _ = User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
+    user.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
     client = Client()
     client.force_login(user)
     figures: list[float] = []

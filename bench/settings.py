@@ -9,6 +9,8 @@ from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
+# Workers run as in production (no query log); the demo app stays installed.
+DEBUG = False
 PIPELINES_MAX_EXPAND = 20_000
 PIPELINES_RETRIES = 0
 RQ_QUEUES = {

@@ -6,18 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import DataError, transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from pipelines import selectors, services
-from pipelines.exceptions import PipelineError
-from pipelines.masking import mask, mask_entry
+from pipelines.exceptions import InvalidValueError, PipelineError
+from pipelines.masking import mask, mask_entry, mask_text
 from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
 from pipelines.templatetags.pipelines_tags import elapsed, pretty_json
+from pipelines.values import check_text
 
 INLINE_ROWS = 50
 
@@ -53,6 +55,19 @@ def masked_json(field: str) -> Any:
     return show
 
 
+def masked_text(field: str) -> Any:
+    """An admin column showing a text field (an error, a traceback) with secrets masked."""
+
+    @admin.display(description=field)
+    def show(self: Any, obj: Any) -> SafeString:
+        return format_html(
+            '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+            mask_text(getattr(obj, field) or ""),
+        )
+
+    return show
+
+
 class StatusBadgeMixin:
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: PipelineRun | StepExecution | StepAttempt) -> SafeString:
@@ -81,6 +96,28 @@ class ReadOnlyMixin:
 class ReadOnlyAdmin(ReadOnlyMixin, StatusBadgeMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ("pipelines/admin.css",)}
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # A filter value with NUL reaches PostgreSQL, which refuses it (a 500 otherwise).
+        for name, values in request.GET.lists():
+            for value in values:
+                try:
+                    check_text(value or "-", what=name, max_length=10_000)
+                except InvalidValueError as exc:
+                    return HttpResponseBadRequest(str(exc), content_type="text/plain")
+        try:
+            # A savepoint: under ATOMIC_REQUESTS the request's transaction goes on.
+            with transaction.atomic():
+                return super().changelist_view(request, extra_context)
+        except (OverflowError, DataError):
+            # A date filter the admin parses but the database cannot hold, such as
+            # created_at__gte=0001-01-01T00:00+01:00 (year 0) or an offset of -23:59 on
+            # 9999-12-31: the list's count query fails before anything is rendered.
+            return HttpResponseBadRequest(
+                "a value in the filters is out of range", content_type="text/plain"
+            )
 
 
 class FirstRowsFormSet(BaseInlineFormSet):
@@ -128,7 +165,7 @@ def _act(
             call(run_id=run.pk)
             done.append(run.pk)
         except PipelineError as exc:
-            refused.append(f"#{run.pk}: {exc}")
+            refused.append(f"#{run.pk}: {mask_text(str(exc))}")
     if done:
         modeladmin.message_user(request, f"{verb}: {', '.join(f'#{i}' for i in done)}")
     for message in refused:
@@ -156,11 +193,11 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         "pipeline",
         "status_badge",
         "dashboard",
-        "idempotency_key",
+        "idempotency_key_masked",
         "created_at",
         "started_at",
         "finished_at",
-        "error",
+        "error_masked",
         "input_pretty",
         "output_pretty",
         "context_pretty",
@@ -182,6 +219,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def dashboard(self, obj: PipelineRun) -> SafeString:
         return format_html('<a href="{}">run page →</a>', reverse("pipelines:run", args=[obj.pk]))
 
+    error_masked = masked_text("error")
+    idempotency_key_masked = masked_text("idempotency_key")
     input_pretty = masked_json("input")
     output_pretty = masked_json("output")
 
@@ -221,9 +260,19 @@ class PipelineRunAdmin(ReadOnlyAdmin):
 
 class AttemptInline(ReadOnlyInline):
     model = StepAttempt
-    fields = ("number", "status_badge", "worker", "started_at", "finished_at", "error", "traceback")
+    fields = (
+        "number",
+        "status_badge",
+        "worker",
+        "started_at",
+        "finished_at",
+        "error_masked",
+        "traceback_masked",
+    )
     readonly_fields = fields
     show_change_link = False
+    error_masked = masked_text("error")
+    traceback_masked = masked_text("traceback")
 
 
 @admin.register(StepExecution)
@@ -258,11 +307,12 @@ class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
         "created_at",
         "started_at",
         "finished_at",
-        "error",
+        "error_masked",
         "payload_pretty",
         "output_pretty",
     )
     readonly_fields = fields
+    error_masked = masked_text("error")
     payload_pretty = masked_json("payload")
     output_pretty = masked_json("output")
 

@@ -8,8 +8,9 @@ class PipelinesConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, once the models are: both need them.
-        from pipelines import checks, registry, steering  # noqa: F401 - checks register themselves
+        from pipelines import checks, logs, registry, steering  # noqa: F401 - checks register themselves
         from pipelines.controls import Controls
 
+        logs.install()
         steering.install(Controls())
         registry.autodiscover()

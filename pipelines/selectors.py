@@ -8,10 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce
 
+from pipelines.exceptions import InputValueError
+from pipelines.inputs import is_id
 from pipelines.masking import mask_entry
 from pipelines.models import (
     ContextWrite,
@@ -65,14 +67,31 @@ def runs_list(
     if q:
         if "=" in q:
             key, _, value = q.partition("=")
+            _check_searchable_key(key.strip())
+            # Cast to text: compared as a JSON path, SQLite would parse the typed value as
+            # JSON and fail on "a=b=c".
             runs = runs.annotate(
-                _searched=KeyTextTransform(key.strip(), "context_row__data")
+                _searched=Cast(
+                    KeyTextTransform(key.strip(), "context_row__data"), output_field=TextField()
+                )
             ).filter(_searched=value.strip())
-        elif q.isdigit():
+        elif is_id(q):
             runs = runs.filter(Q(pk=int(q)) | Q(idempotency_key=q))
         else:
             runs = runs.filter(idempotency_key__icontains=q)
     return runs_with_progress(runs).order_by("-created_at", "-id")
+
+
+def _check_searchable_key(key: str) -> None:
+    """Django reads a JSON key that int() accepts ("1", "-1", "8_0") as an array index: on
+    SQLite "-1" is a malformed path, on PostgreSQL "1" never matches an object's key."""
+    try:
+        int(key)
+    except ValueError:
+        return
+    raise InputValueError(
+        f"q: a context key that reads as a number cannot be searched, got {key!r}"
+    )
 
 
 def run_steps(*, run_id: int) -> QuerySet[StepExecution]:

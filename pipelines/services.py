@@ -32,7 +32,10 @@ from pipelines.lifecycle import (
     StepStatus,
 )
 from pipelines.models import PipelineRun, RunContext, StepExecution
-from pipelines.values import check_json
+from pipelines.values import check_json, check_text
+
+MAX_REASON = 2000  # a cancel reason becomes the run's error
+MAX_EVENT_NAME = 200  # StepExecution.event_name
 
 
 def run_trigger(
@@ -48,12 +51,8 @@ def run_trigger(
     graph = registry.get(pipeline).graph
     check_json(input, where="input", error=InputValueError)
     input = thaw(input)  # e.g. another run's read-only context.input
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
-    ):
-        raise InputValueError(
-            f"idempotency_key must be a string of 1 to 255 characters, got {idempotency_key!r}"
-        )
+    if idempotency_key is not None:
+        check_text(idempotency_key, what="idempotency_key", max_length=255, error=InputValueError)
     with transaction.atomic():
         # Only a keyed trigger can collide, so only it pays for the savepoint that lets
         # the caller's transaction go on after the collision.
@@ -90,6 +89,7 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
     """Cancel a run: nothing new starts, queued and waiting steps are cancelled, running
     steps see ``self.cancelled`` and are stopped after ``PIPELINES_CANCEL_GRACE`` seconds,
     and completed steps' compensations run, newest first."""
+    check_text(reason, what="reason", max_length=MAX_REASON, error=InputValueError)
     with transaction.atomic():
         run = get_store().lock_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
@@ -172,6 +172,7 @@ def run_rerun(*, run_id: int) -> PipelineRun:
 
 def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRun:
     """Deliver an event to the step waiting for it; the next step gets ``payload``."""
+    check_text(name, what="event name", max_length=MAX_EVENT_NAME, error=InputValueError)
     check_json(payload, where=f"event {name!r} payload", error=InputValueError)
     payload = thaw(payload)
     store = get_store()

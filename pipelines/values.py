@@ -56,6 +56,9 @@ def _walk(value: Any, where: str, depth: int, max_depth: int) -> None:
     if isinstance(value, str):
         _check_str(value, where)
         return
+    if not value and isinstance(value, list | dict) and depth >= max_depth:
+        # An empty list or object is a level of nesting too: depth 64 means 64 containers.
+        raise _Invalid(where, f"nested deeper than {max_depth} levels (PIPELINES_MAX_VALUE_DEPTH)")
     if isinstance(value, list):
         for index, item in enumerate(value):
             _walk(item, f"{where}[{index}]", depth + 1, max_depth)
@@ -103,3 +106,25 @@ def dumps(value: Any) -> str:
 
 def context_where(key: str) -> str:
     return "context" + _fmt_key(key)
+
+
+def check_text(
+    value: object,
+    *,
+    what: str,
+    max_length: int,
+    error: type[InvalidValueError] = InvalidValueError,
+) -> str:
+    """Raise ``error`` unless ``value`` is a str of 1 to ``max_length`` characters that
+    every database stores as given (the rule of strings inside JSON values: no NUL, no lone
+    surrogate). For the strings stored outside JSON: idempotency keys, event names,
+    reasons."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a string, got {type(value).__name__}", path=what)
+    if not 0 < len(value) <= max_length:
+        raise error(f"{what} must be 1 to {max_length} characters, got {len(value)}", path=what)
+    try:
+        _check_str(value, what)
+    except _Invalid as invalid:
+        raise error(f"{invalid.where}: {invalid.problem}", path=what) from None
+    return value

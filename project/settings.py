@@ -6,19 +6,51 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PIPELINES_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env(
-    DEBUG=(bool, False),
+    DEBUG=(bool, True),
     ALLOWED_HOSTS=(list, ["localhost", "127.0.0.1", "[::1]"]),
 )
 
+# With no configuration the project is the demo (DEBUG on); DEBUG=false is production.
 DEBUG = env("DEBUG")
-# Only the no-configuration demo runs with this fallback; production must set SECRET_KEY.
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-demo-key-set-SECRET_KEY-in-production")
+DEMO_SECRET_KEY = "insecure-demo-key-set-SECRET_KEY-in-production"  # noqa: S105 - refused below
+SECRET_KEY = env.str("SECRET_KEY", default=DEMO_SECRET_KEY)
+if not DEBUG and (
+    SECRET_KEY == DEMO_SECRET_KEY
+    or len(SECRET_KEY) < 50
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    # Sessions and password-reset links are signed with it: a public or guessable key
+    # lets anyone forge them.
+    raise ImproperlyConfigured(
+        "DEBUG is false (production) but SECRET_KEY is not set to a real key of 50 or more "
+        "random characters. Generate one with: python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+
+# HTTPS in production: each of these clears one `manage.py check --deploy` warning (see
+# the README's Production section). Off by default so that plain-HTTP setups keep working.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a proxy that terminates TLS: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+_PROXY_SSL_HEADER = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (_PROXY_SSL_HEADER[0], _PROXY_SSL_HEADER[1])
+
+# The demo app (its order form triggers runs) is part of the demo only: on with DEBUG,
+# off in production unless DEMO=true.
+DEMO = env.bool("DEMO", default=DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -29,7 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rq",
     "pipelines",
-    "project.demo",
+    *(["project.demo"] if DEMO else []),
 ]
 
 MIDDLEWARE = [

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -6,5 +7,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/pipelines/", permanent=False)),
     path("admin/", admin.site.urls),
     path("pipelines/", include("pipelines.urls")),
-    path("demo/", include("project.demo.urls")),
 ]
+# The demo's order form exists only where the settings install the demo (DEMO).
+if apps.is_installed("project.demo"):
+    urlpatterns.append(path("demo/", include("project.demo.urls")))

@@ -12,6 +12,8 @@ from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+# Workers run as in production (no query log); the demo app stays installed.
+DEBUG = False
 PIPELINES_RETRY_BACKOFF = 0.05
 PIPELINES_RETRY_JITTER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

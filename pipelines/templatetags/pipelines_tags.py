@@ -7,6 +7,8 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
+from pipelines.masking import mask_text
+
 register = template.Library()
 NOTHING = "\u2013"  # an en dash
 
@@ -30,6 +32,12 @@ def elapsed(start: datetime | None, end: datetime | None = None) -> str:
     if start is None:
         return NOTHING
     return seconds(((end or timezone.now()) - start).total_seconds())
+
+
+@register.filter
+def masked(text: str | None) -> str | None:
+    """Text (an error, a traceback, a key) with credential shapes masked."""
+    return mask_text(str(text)) if text else text
 
 
 def pretty_json(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""Who may see and steer runs: staff to look, model permissions to act."""
+"""Who may see and steer runs: staff with the view permission to look (as in the admin),
+the action's own permission to act; and bad input answered with 400 and a message."""
 
 from __future__ import annotations
 
@@ -9,12 +10,32 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from pipelines.exceptions import InputValueError
 
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous: to the admin login. Signed in but not staff: 403."""
+VIEW_PERMISSION = "pipelines.view_pipelinerun"
+
+
+def answers_bad_input(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """An InputValueError from parsing the request becomes a 400 page with its message."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except InputValueError as exc:
+            return render(request, "pipelines/bad_request.html", {"message": str(exc)}, status=400)
+
+    return wrapper
+
+
+def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous: to the admin login. Signed in but not staff, or without the view
+    permission: 403."""
+    answering = answers_bad_input(view)
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -22,17 +43,19 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         if not (request.user.is_active and request.user.is_staff):
             raise PermissionDenied("The pipelines dashboard is for staff users.")
-        return view(request, *args, **kwargs)
+        if not request.user.has_perm(VIEW_PERMISSION):
+            raise PermissionDenied(f"You need the {VIEW_PERMISSION} permission to see runs.")
+        return answering(request, *args, **kwargs)
 
     return wrapper
 
 
 def action(permission: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """A state-changing view: staff, POST only (405 otherwise; CSRF checked by the
+    """A state-changing view: a viewer, POST only (405 otherwise; CSRF checked by the
     middleware), and the named permission (403 without)."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @staff_required
+        @viewer_required
         @require_POST
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from django.contrib import messages
@@ -10,7 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
 from pipelines import services
-from pipelines.exceptions import PipelineError
+from pipelines.exceptions import InputValueError, PipelineError
+from pipelines.inputs import parse_json_text, parse_text
+from pipelines.masking import mask_text
 from pipelines.models import PipelineRun
 from pipelines.views.access import action
 
@@ -23,8 +24,10 @@ def _perform(
     run = get_object_or_404(PipelineRun, pk=run_id)
     try:
         shown, message = call(run)
+    except InputValueError:
+        raise  # bad input: a 400 with the message (access.answers_bad_input)
     except (PipelineError, ValueError) as exc:
-        messages.error(request, str(exc))
+        messages.error(request, mask_text(str(exc)))  # it may quote the run's error
         return redirect("pipelines:run", run_id=run.pk)
     messages.success(request, message)
     return redirect("pipelines:run", run_id=shown.pk)
@@ -32,7 +35,10 @@ def _perform(
 
 @action("pipelines.cancel_run")
 def cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    reason = request.POST.get("reason", "").strip()[:500] or f"cancelled by {request.user}"
+    reason = (
+        parse_text(request.POST.get("reason", ""), what="reason", max_length=500)
+        or f"cancelled by {request.user}"
+    )
 
     def call(run: PipelineRun) -> Outcome:
         return services.run_cancel(run_id=run.pk, reason=reason), f"Run {run.pk} cancelled."
@@ -60,15 +66,10 @@ def rerun(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @action("pipelines.send_event")
 def send_event(request: HttpRequest, run_id: int) -> HttpResponse:
-    name = request.POST.get("name", "").strip()
+    name = parse_text(request.POST.get("name", ""), what="event name", blank=False)
+    payload = parse_json_text(request.POST.get("payload", "").strip() or "null", what="The payload")
 
     def call(run: PipelineRun) -> Outcome:
-        try:
-            payload = json.loads(request.POST.get("payload", "").strip() or "null")
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"The payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-            ) from None
         services.run_send_event(run_id=run.pk, name=name, payload=payload)
         return run, f"Event {name!r} delivered to run {run.pk}."
 

@@ -5,25 +5,27 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from pipelines import definitions, registry, selectors, stats
 from pipelines.engine import doctor
 from pipelines.graph_svg import render_svg
+from pipelines.inputs import is_id, parse_id, parse_moment, parse_text
 from pipelines.masking import mask
 from pipelines.models import PipelineRun, RunStatus, StepExecution
 from pipelines.templatetags.pipelines_tags import pretty_json
 from pipelines.timeline import render_timeline
-from pipelines.views.access import staff_required
+from pipelines.views.access import viewer_required
 
 RUNS_PER_PAGE = 25
+FILTERS = ("pipeline", "status", "since", "q")
 SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 
 
-@staff_required
+@viewer_required
 def overview(request: HttpRequest) -> HttpResponse:
     data = stats.overview()
     peak = max((n for _, n in data.throughput), default=0) or 1
@@ -42,14 +44,12 @@ def overview(request: HttpRequest) -> HttpResponse:
 def _since(value: str) -> datetime | None:
     if value in SINCE_CHOICES:
         return timezone.now() - SINCE_CHOICES[value]
-    return parse_datetime(value) if value else None
+    return parse_moment(value, what="since") if value else None
 
 
-@staff_required
+@viewer_required
 def runs(request: HttpRequest) -> HttpResponse:
-    from django.core.paginator import Paginator
-
-    params = {k: request.GET.get(k, "").strip() for k in ("pipeline", "status", "since", "q")}
+    params = {k: parse_text(request.GET.get(k, ""), what=k) for k in FILTERS}
     if params["status"] and params["status"] not in RunStatus.values:
         params["status"] = ""
     queryset = selectors.runs_list(
@@ -76,10 +76,10 @@ def runs(request: HttpRequest) -> HttpResponse:
 
 
 def _get_run(run_id: int) -> PipelineRun:
-    try:
-        return PipelineRun.objects.get(pk=run_id)
-    except PipelineRun.DoesNotExist:
-        raise Http404(f"No run with id {run_id}.") from None
+    run = PipelineRun.objects.filter(pk=run_id).first() if is_id(str(run_id)) else None
+    if run is None:
+        raise Http404(f"No run with id {run_id}.")
+    return run
 
 
 def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
@@ -125,15 +125,15 @@ def _live_context(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
     }
 
 
-@staff_required
+@viewer_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run(run_id)
     after = request.GET.get("after", "")
     snapshot = None
     snapshot_step = None
-    if after.isdigit():
+    if after:
         snapshot_step = (
-            StepExecution.objects.filter(pk=int(after), run=run)
+            StepExecution.objects.filter(pk=parse_id(after, what="after"), run=run)
             .only("id", "node", "finished_at")
             .first()
         )
@@ -175,7 +175,7 @@ def _context_table(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
     }
 
 
-@staff_required
+@viewer_required
 def run_context(request: HttpRequest, run_id: int) -> HttpResponse:
     """The context table, which refreshes itself while the run is active."""
     return render(
@@ -183,7 +183,7 @@ def run_context(request: HttpRequest, run_id: int) -> HttpResponse:
     )
 
 
-@staff_required
+@viewer_required
 def run_live(request: HttpRequest, run_id: int) -> HttpResponse:
     """The part of the run page that updates itself while the run is active."""
     return render(request, "pipelines/_run_live.html", _live_context(request, _get_run(run_id)))

@@ -4,6 +4,7 @@ commit, then on to the run's page."""
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,6 +14,7 @@ from project.demo.pipelines import FulfilOrder
 
 
 @staff_member_required
+@permission_required("pipelines.add_pipelinerun", raise_exception=True)
 def order(request: HttpRequest) -> HttpResponse:
     form = OrderForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import django_rq
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from pipelines.engine import doctor
@@ -82,7 +82,9 @@ def test_a_plain_rqworker_on_the_pipelines_queue_is_reported_and_steps_run_later
         assert "manage.py pipelines worker" in done.stderr
 
         staff = Client()
-        staff.force_login(User.objects.create_user("ops", is_staff=True))
+        ops = User.objects.create_user("ops", is_staff=True)
+        ops.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
+        staff.force_login(ops)
         page = staff.get("/pipelines/").content.decode()
         assert "Steps cannot run on some queues" in page
         assert "is not a pipelines worker" in page

@@ -159,7 +159,7 @@ def test_racing_idempotent_triggers_create_one_run(fault_env, fault_workers, fin
 def test_command_errors_say_how_to_fix_them(fault_workers):
     with pytest.raises(CommandError, match="no run with id 999999"):
         call_command("pipelines", "cancel", "999999")
-    with pytest.raises(CommandError, match="RUN must be a run id"):
+    with pytest.raises(CommandError, match="RUN must be an id made of the digits 0-9"):
         call_command("pipelines", "resume", "abc")
     run = f.ApprovalPipeline.trigger({})
     with pytest.raises(CommandError, match=r"--payload is not valid JSON: .* line 1 column 2"):

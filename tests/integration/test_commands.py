@@ -93,7 +93,7 @@ def test_cancel_and_retry(redis_conn):
             ["show", "424242"],
             "no run with id 424242; list runs with: python manage.py pipelines runs",
         ),
-        (["show", "abc"], "RUN must be a run id (a number), got 'abc'"),
+        (["show", "abc"], "RUN must be an id made of the digits 0-9, got 'abc'"),
         (["cancel", "424242"], "no run with id 424242"),
         (["retry", "424242"], "no run with id 424242"),
         (["new", "lowercase", "--app", "testapp"], "NAME must be a CamelCase class name"),

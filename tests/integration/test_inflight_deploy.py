@@ -65,7 +65,7 @@ def test_a_run_keeps_its_definition_across_a_deploy(workers, finished, users):  
     assert PipelineDefinition.objects.filter(pipeline="DeployPipeline").count() == 2
 
     # The run page says which definition a run follows, and whether it is current here.
-    client = client_for(users["staff"])
+    client = client_for(users["viewer"])
     page = client.get(reverse("pipelines:run", args=[old.pk])).content.decode()
     assert "definition <code" in page
     assert old.definition_id[:12] in page

@@ -80,7 +80,7 @@ def test_bad_input_is_refused_before_anything_is_written(redis_conn):
         import datetime
 
         ChainPipeline.trigger({"when": datetime.date(2026, 1, 1)})
-    with pytest.raises(InputValueError, match="idempotency_key must be a string"):
+    with pytest.raises(InputValueError, match="idempotency_key must be 1 to 255 characters, got 0"):
         ChainPipeline.trigger({"n": 1}, idempotency_key="")
 
     assert PipelineRun.objects.count() == 0

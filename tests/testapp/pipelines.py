@@ -309,4 +309,7 @@ class SagaPipeline(Pipeline):
     definition = start(Reserve).chain(Charge).chain(Explodes).on_halt(RecordHalt)
 
 
-from tests.testapp import deploy_pipelines  # noqa: E402,F401 - registers the deploy pipelines
+from tests.testapp import (  # noqa: E402 - registers the deploy and leak probe pipelines
+    deploy_pipelines,  # noqa: F401
+    leak_pipelines,  # noqa: F401
+)

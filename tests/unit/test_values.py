@@ -168,6 +168,17 @@ def test_default_max_depth_is_64() -> None:
         check_json(nested_lists(65), where="input")
 
 
+@pytest.mark.parametrize("innermost", [[], {}])
+def test_depth_counts_containers_so_64_means_64(innermost: Any) -> None:
+    """An empty list or object is a level too: 64 nested containers pass, 65 do not."""
+    check_json(nested_lists(63, leaf=innermost), where="input")
+    with pytest.raises(InvalidValueError) as info:
+        check_json(nested_lists(64, leaf=innermost), where="input")
+    assert str(info.value) == "input" + "[0]" * 64 + (
+        ": nested deeper than 64 levels (PIPELINES_MAX_VALUE_DEPTH)"
+    )
+
+
 @override_settings(PIPELINES_MAX_VALUE_DEPTH=1_000_000)
 def test_nesting_beyond_the_recursion_limit_is_an_invalid_value() -> None:
     with pytest.raises(ContextValueError) as info:
@@ -217,7 +228,7 @@ def test_size_counts_utf8_bytes_of_compact_json() -> None:
         {},
         [1, "a", None, True, 2.5, [], {}],
         {"a": {"b": [1, {"c": ["d", {"e": None}]}]}, "ünï": "😀", "": 0},
-        nested_lists(64, leaf={}),
+        nested_lists(63, leaf={}),  # 64 containers: exactly the limit
     ],
 )
 def test_good_values_pass_unchanged(value: Any) -> None:

@@ -17,17 +17,18 @@ from pipelines.engine import doctor
 from pipelines.engine.sweeper import sweep
 from pipelines.exceptions import PipelineError
 from pipelines.graph_svg import render_text
+from pipelines.inputs import parse_count, parse_id, parse_json_text, parse_text
 from pipelines.management.generator import generate_pipeline
+from pipelines.management.terminal import SafeParser, make_safe, one_line, printable
 from pipelines.management.worker_options import add_worker_arguments, run_worker
-from pipelines.masking import mask
+from pipelines.masking import mask, mask_text
 from pipelines.models import PipelineRun, RunStatus
+
+MAX_LIMIT = 10_000
 
 
 def _run_id(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise CommandError(f"RUN must be a run id (a number), got {value!r}") from None
+    return parse_id(value, what="RUN")
 
 
 def _existing(run_id: int) -> PipelineRun:
@@ -40,15 +41,11 @@ def _existing(run_id: int) -> PipelineRun:
 
 
 def _json_arg(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    return parse_json_text(text, what=what)
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    rows = [[one_line(c) for c in row] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -62,10 +59,10 @@ def _run_dict(run: PipelineRun) -> dict[str, Any]:
         "status": run.status,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "idempotency_key": run.idempotency_key,
+        "idempotency_key": mask_text(run.idempotency_key or "") or None,
         "steps_done": getattr(run, "steps_done", None),
         "steps_total": getattr(run, "steps_total", None),
-        "error": run.error,
+        "error": mask_text(run.error),
     }
 
 
@@ -75,8 +72,13 @@ class Command(BaseCommand):
         "rerun, send-event, recover, new, worker, doctor."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        return make_safe(super().create_parser(prog_name, subcommand, **kwargs))
+
     def add_arguments(self, parser: CommandParser) -> None:
-        subs = parser.add_subparsers(dest="sub", required=True, metavar="SUBCOMMAND")
+        subs = parser.add_subparsers(
+            dest="sub", required=True, metavar="SUBCOMMAND", parser_class=SafeParser
+        )
 
         def sub(name: str, help: str, json_output: bool = True) -> CommandParser:
             p = subs.add_parser(name, help=help)
@@ -93,7 +95,7 @@ class Command(BaseCommand):
         runs = sub("runs", "Recent runs, newest first.")
         runs.add_argument("--status", choices=RunStatus.values)
         runs.add_argument("--pipeline")
-        runs.add_argument("--limit", type=int, default=20)
+        runs.add_argument("--limit", default="20", help=f"1 to {MAX_LIMIT} (default: 20).")
         sub("show", "A run: status, steps, context.").add_argument("run")
         cancel = sub("cancel", "Cancel a run (its compensations run).")
         cancel.add_argument("run")
@@ -134,18 +136,17 @@ class Command(BaseCommand):
         try:
             result = handlers[options["sub"]](options)
         except PipelineError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(printable(mask_text(str(exc)))) from None
         if options.get("json"):
-            self.stdout.write(
-                json.dumps(
-                    result[0] if isinstance(result, tuple) else result,
-                    indent=2,
-                    ensure_ascii=False,
-                    default=str,
-                )
+            text = json.dumps(
+                result[0] if isinstance(result, tuple) else result,
+                indent=2,
+                ensure_ascii=False,
+                default=str,
             )
         else:
-            self.stdout.write(result[1] if isinstance(result, tuple) else str(result))
+            text = result[1] if isinstance(result, tuple) else str(result)
+        self.stdout.write(printable(text))
 
     def _list(self, options: dict[str, Any]) -> tuple[Any, str]:
         rows = [
@@ -176,9 +177,11 @@ class Command(BaseCommand):
         return _run_dict(run), f"run {run.pk} ({run.pipeline}): {run.status}"
 
     def _runs(self, options: dict[str, Any]) -> tuple[Any, str]:
+        limit = parse_count(options["limit"], what="--limit", maximum=MAX_LIMIT)
         queryset = selectors.runs_list(
-            pipeline=options.get("pipeline") or "", status=options.get("status") or ""
-        )[: max(1, options["limit"])]
+            pipeline=parse_text(options.get("pipeline") or "", what="--pipeline"),
+            status=options.get("status") or "",
+        )[:limit]
         runs = list(queryset)
         table = _table(
             [
@@ -188,7 +191,7 @@ class Command(BaseCommand):
                     r.status,
                     f"{getattr(r, 'steps_done', '?')}/{getattr(r, 'steps_total', '?')}",
                     r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    (r.error or "")[:60],
+                    mask_text(r.error or "")[:60],
                 ]
                 for r in runs
             ],
@@ -211,7 +214,7 @@ class Command(BaseCommand):
                     "kind": s.kind,
                     "status": s.status,
                     "attempts": s.attempt,
-                    "error": s.error,
+                    "error": mask_text(s.error),
                 }
                 for s in steps
             ],
@@ -219,12 +222,12 @@ class Command(BaseCommand):
         }
         lines = [f"run {run.pk} ({run.pipeline}): {run.status}"]
         if run.error:
-            lines.append(f"error: {run.error}")
+            lines.append(f"error: {one_line(mask_text(run.error))}")
         lines += [
             "",
             _table(
                 [
-                    [str(s.pk), s.node, s.kind, s.status, str(s.attempt), s.error[:50]]
+                    [str(s.pk), s.node, s.kind, s.status, str(s.attempt), mask_text(s.error)[:50]]
                     for s in steps
                 ],
                 ["id", "step", "kind", "status", "attempts", "error"],
@@ -233,7 +236,9 @@ class Command(BaseCommand):
             "context:",
         ]
         lines += [
-            f"  {e.key} = {json.dumps(e.value, ensure_ascii=False)}  [{e.writer}]" for e in entries
+            f"  {one_line(e.key)} = {one_line(json.dumps(e.value, ensure_ascii=False))}  "
+            f"[{e.writer}]"
+            for e in entries
         ] or ["  (empty)"]
         return data, "\n".join(lines)
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipelines.masking import mask, mask_text
 from pipelines.selectors import run_context_entries, run_steps
 from project.demo.pipelines import FulfilOrder
 
@@ -113,8 +114,8 @@ class Command(BaseCommand):
         duration = (run.finished_at - run.created_at).total_seconds()
         self.stdout.write(style(f"\nRun {run.pk}: {run.status} in {duration:.2f}s"))
         if run.error:
-            self.stdout.write(f"Error: {run.error}")
-        self.stdout.write(f"Output: {json.dumps(run.output)}\n")
+            self.stdout.write(f"Error: {mask_text(run.error)}")
+        self.stdout.write(f"Output: {json.dumps(mask(run.output))}\n")
         self.stdout.write("Context (key = value, written by):")
         for entry in run_context_entries(run_id=run.pk):
             self.stdout.write(f"  {entry.key} = {json.dumps(entry.value)}  [{entry.writer}]")
@@ -128,5 +129,5 @@ class Command(BaseCommand):
             route = f" route={step.route}" if step.route else ""
             self.stdout.write(
                 f"  #{step.pk:<4} {step.node:<20} {step.status:<10} attempts={step.attempt} "
-                f"{took:>7}{route}  payload={json.dumps(step.payload)[:60]}"
+                f"{took:>7}{route}  payload={json.dumps(mask(step.payload))[:60]}"
             )
