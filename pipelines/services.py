@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from pipelines import context_sql, registry, selectors
 from pipelines.context import checked_copy, describe_writer
+from pipelines.engine import clock
 from pipelines.engine.advance import delivery, new_execution, redelivery
 from pipelines.engine.complete import (
     advance_and_enqueue,
@@ -106,7 +107,6 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
     """Cancel a run: nothing new starts, queued and waiting steps are cancelled, running
     steps see ``self.cancelled`` and are stopped after ``PIPELINES_CANCEL_GRACE`` seconds,
     and completed steps' compensations run, newest first."""
-    now = timezone.now()
     with transaction.atomic():
         run = lock_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
@@ -119,7 +119,7 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
             run=run,
             kind=StepKind.STEP,
             status__in=[StepStatus.ENQUEUED, StepStatus.RETRYING, StepStatus.WAITING],
-        ).update(status=StepStatus.CANCELLED, finished_at=now, error="run cancelled")
+        ).update(status=StepStatus.CANCELLED, finished_at=clock.now(), error="run cancelled")
         start_next_compensation(run, registry.graph_or_none(run.pipeline))
     return run
 
@@ -168,7 +168,7 @@ def run_resume(*, run_id: int) -> PipelineRun:
                 crash_count=0,
                 error="",
                 finished_at=None,
-                enqueued_at=timezone.now(),
+                enqueued_at=clock.now(),
             ):
                 execution.attempt += 1
                 deliveries.append(redelivery(execution))

@@ -17,7 +17,6 @@ this statement started the run.
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -48,14 +47,14 @@ WITH pending AS (
     FOR NO KEY UPDATE
 ), claimed AS (
     UPDATE pipelines_stepexecution
-    SET status = 'running', started_at = %(now)s::timestamptz,
-        heartbeat_at = %(now)s::timestamptz, finished_at = NULL, retry_at = NULL,
+    SET status = 'running', started_at = statement_timestamp(),
+        heartbeat_at = statement_timestamp(), finished_at = NULL, retry_at = NULL,
         worker = %(worker)s::text, rq_job = %(job)s::text
     WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status IN ({_CLAIMABLE})
       AND (SELECT count(*) FROM pending) >= 0
     RETURNING {returning}
 ), started AS (
-    UPDATE pipelines_pipelinerun SET status = 'running', started_at = %(now)s::timestamptz
+    UPDATE pipelines_pipelinerun SET status = 'running', started_at = statement_timestamp()
     WHERE id IN (SELECT id FROM pending) AND EXISTS (SELECT 1 FROM claimed)
     RETURNING id
 )
@@ -74,18 +73,15 @@ def _instance(model: type[Model], values: list[Any]) -> Any:
     return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
-def claim(
-    execution_id: int, attempt: int, worker: str, job_id: str, now: datetime
-) -> StepExecution | None:
+def claim(execution_id: int, attempt: int, worker: str, job_id: str) -> StepExecution | None:
     """Claim the attempt; return the execution with its run, or None if another delivery
-    has it."""
+    has it. Its times are the database's (see :mod:`.clock`)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _sql(),
             {
                 "id": execution_id,
                 "attempt": attempt,
-                "now": now,
                 "worker": worker[:200],
                 "job": job_id[:200],
             },
@@ -98,6 +94,6 @@ def claim(
     run: PipelineRun = _instance(PipelineRun, list(row[n_step:-1]))
     if row[-1]:  # this claim started the run
         run.status = RunStatus.RUNNING
-        run.started_at = now
+        run.started_at = execution.started_at
     execution.run = run
     return execution

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
 from pipelines.conf import get_settings
 from pipelines.dsl import Graph
+from pipelines.engine import clock
 from pipelines.engine.advance import delivery
 from pipelines.engine.enqueue import enqueue
 from pipelines.engine.transitions import step_transition
@@ -32,7 +32,7 @@ logger = logging.getLogger("pipelines.runner")
 COMMIT_MARGIN = 30  # seconds; Step.job_timeout() gives every job 60 over its step timeout
 
 
-def claim_fields(worker: str, job_id: str, now: datetime) -> dict[str, Any]:
+def claim_fields(worker: str, job_id: str, now: Any) -> dict[str, Any]:
     """What a claim writes on an execution (besides its status): by the claim's UPDATE,
     or on a successor the commit that creates it claims."""
     return {
@@ -105,7 +105,7 @@ def release(execution: StepExecution, graph: Graph) -> None:
             heartbeat_at=None,
             worker="",
             rq_job="",
-            enqueued_at=timezone.now(),
+            enqueued_at=clock.now(),
         ):
             enqueue([delivery(execution, graph)])
     except Exception:

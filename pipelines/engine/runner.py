@@ -14,14 +14,13 @@ import traceback
 from typing import Any
 
 from django.db import close_old_connections
-from django.utils import timezone
 from rq.timeouts import UnixSignalDeathPenalty
 
 from pipelines import context_sql, registry
 from pipelines.conf import get_settings
 from pipelines.context import StepContext
 from pipelines.dsl import Expand, Graph, Route, WaitForEvent
-from pipelines.engine import claim_sql
+from pipelines.engine import claim_sql, clock
 from pipelines.engine.advance import redelivery
 from pipelines.engine.complete import Failure, Outcome, fail, succeed
 from pipelines.engine.continuation import Budget, claim_fields, release
@@ -224,10 +223,10 @@ def _run_attempt(
 
 def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> StepExecution | None:
     """No transaction: the conditional UPDATE alone decides who runs the attempt (its row
-    is written when the attempt ends). One statement on PostgreSQL, two elsewhere."""
-    now = timezone.now()
+    is written when the attempt ends). One statement on PostgreSQL, two elsewhere. Its
+    times are the database's (see :mod:`.clock`)."""
     if context_sql.server_side():
-        execution = claim_sql.claim(execution_id, attempt, worker, job_id, now)
+        execution = claim_sql.claim(execution_id, attempt, worker, job_id)
         if execution is None:
             return None
     else:
@@ -238,7 +237,7 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
             to=StepStatus.RUNNING,
             finished_at=None,
             retry_at=None,
-            **claim_fields(worker, job_id, now),
+            **claim_fields(worker, job_id, clock.now()),
         )
         if not claimed:
             return None
@@ -254,7 +253,7 @@ def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> St
             at_attempt=attempt,
             current=[StepStatus.RUNNING],
             to=StepStatus.CANCELLED,
-            finished_at=now,
+            finished_at=clock.now(),
             error=f"not started: run is {run.status}",
         )
         return True

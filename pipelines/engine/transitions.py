@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.utils import timezone
-
+from pipelines.engine import clock
 from pipelines.exceptions import InvalidTransitionError
 from pipelines.models import PipelineRun, RunStatus, StepExecution, StepStatus
 
@@ -50,7 +49,7 @@ def run_transition(run: PipelineRun, to: RunStatus, **fields: Any) -> None:
     current = run.status
     if to not in RUN_TRANSITIONS[current]:
         raise InvalidTransitionError(f"run {run.pk} is {current}; it cannot become {to}")
-    now = timezone.now()
+    now = clock.now()  # the sweeper's cancel grace counts from finished_at
     if to == RunStatus.RUNNING:
         fields.setdefault("started_at", now)
     if to in TERMINAL_RUN:
@@ -63,6 +62,9 @@ def run_transition(run: PipelineRun, to: RunStatus, **fields: Any) -> None:
     run.status = to
     for name, value in fields.items():
         setattr(run, name, value)
+    stamped = [name for name, value in fields.items() if value is now]
+    if stamped:
+        run.refresh_from_db(fields=stamped)
 
 
 def step_transition(
