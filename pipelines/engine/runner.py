@@ -13,7 +13,7 @@ import threading
 import traceback
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from rq.timeouts import UnixSignalDeathPenalty
 
 from pipelines import context_sql, registry
@@ -194,7 +194,7 @@ def _run_attempt(
         if isinstance(outcome, Failure):
             return fail(execution, attempt, outcome, graph), None
         try:
-            result = succeed(execution, attempt, graph, outcome, reruns, keep=keep)
+            result = _succeed_reconnecting(execution, attempt, graph, outcome, reruns, keep)
             return result, outcome.next_execution
         except StepConflict:
             # A concurrent step committed a key this attempt staged. Run the body again so
@@ -219,6 +219,27 @@ def _run_attempt(
                 traceback.format_exc(),
             )
             return fail(execution, attempt, failure, graph), None
+
+
+def _succeed_reconnecting(
+    execution: StepExecution,
+    attempt: int,
+    graph: Graph,
+    outcome: Outcome,
+    reruns: int,
+    keep: Budget | None,
+) -> str:
+    """Commit a success; if that fails on the database connection (it died while the
+    body ran: an outage, a failover), once more on a new one. The commit is fenced by
+    the attempt, so a first try that did land makes the second a no-op ("stale"), never
+    a second success."""
+    try:
+        return succeed(execution, attempt, graph, outcome, reruns, keep=keep)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise  # the caller's transaction is lost with it
+        connection.close()
+        return succeed(execution, attempt, graph, outcome, reruns, keep=keep)
 
 
 def _claim(execution_id: int, attempt: int, worker: str, job_id: str = "") -> StepExecution | None:
