@@ -348,9 +348,10 @@ class SweeperThread(threading.Thread):
     A step is reclaimed only once its worker has had a full reclaim time of working
     database access in which to beat. This thread cannot see the workers' access, but
     its own is a fair witness: from its start, and again after any pass that failed on
-    the database (an outage, a failover, a dropped connection), it reclaims nothing until
+    the database (an outage, a failover), it reclaims nothing until
     it has reached the database for the reclaim time without a failure. Meanwhile the
-    rest of the pass runs as usual."""
+    rest of the pass runs as usual. A connection that dropped but is replaced at once
+    is no outage: the database was away for less than a sweep interval."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(name="pipelines-sweeper", daemon=True)
@@ -380,9 +381,10 @@ class SweeperThread(threading.Thread):
             except (OperationalError, InterfaceError) as exc:
                 # A dropped database connection: reconnect and go again at once rather than
                 # an interval later, since recovery time is what this thread is for.
-                self.reachable_since = None
                 connection.close()
                 if retry:
+                    # Not even a new connection gets through: the database is away.
+                    self.reachable_since = None
                     logger.warning("sweep failed twice on the database: %s", exc)
             except Exception:
                 logger.exception("sweep failed; trying again in %ss", interval)

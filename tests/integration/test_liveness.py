@@ -80,9 +80,12 @@ def test_a_sweeper_reclaims_only_after_reaching_the_database_for_the_reclaim_tim
     reclaim_after = sweeper.get_settings().reclaim_after
     calls: list[bool] = []
 
-    def pass_at(seconds: float, fails: bool = False) -> None:
+    def pass_at(seconds: float, fails: int = 0) -> None:
+        tries = [0]
+
         def sweep(*, reclaim: bool, memory: sweeper.SweepMemory) -> sweeper.SweepReport:
-            if fails:
+            tries[0] += 1
+            if tries[0] <= fails:
                 raise OperationalError("the database is away")
             calls.append(reclaim)
             return sweeper.SweepReport()
@@ -95,10 +98,11 @@ def test_a_sweeper_reclaims_only_after_reaching_the_database_for_the_reclaim_tim
 
     pass_at(0)  # just started: it has not seen the database for long
     pass_at(reclaim_after)
-    pass_at(reclaim_after + 1, fails=True)  # both tries fail: an outage
+    pass_at(reclaim_after + 1, fails=2)  # a new connection fails too: an outage
     pass_at(reclaim_after + 2)  # back
     pass_at(2 * reclaim_after + 1)
     pass_at(2 * reclaim_after + 2)
+    pass_at(2 * reclaim_after + 3, fails=1)  # a dropped connection, replaced at once
 
-    assert calls == [False, True, False, False, True]
+    assert calls == [False, True, False, False, True, True]
     connection.close()
