@@ -50,6 +50,7 @@ from pipelines.engine.enqueue import (
     job_id,
 )
 from pipelines.engine.transitions import step_transition
+from pipelines.engine.witness import witness
 from pipelines.models import (
     AttemptStatus,
     RunStatus,
@@ -85,7 +86,7 @@ class SweepMemory:
 
 def sweep(*, reclaim: bool = True, memory: SweepMemory | None = None) -> SweepReport:
     """One pass. ``reclaim=False`` leaves silent running steps alone (see
-    :class:`SweeperThread`: after an outage their workers first get time to beat)."""
+    :mod:`.witness`: after an outage their workers first get time to beat)."""
     report = SweepReport()
     if reclaim:
         _reclaim_dead(report)
@@ -343,15 +344,9 @@ def _stop_job(execution: StepExecution) -> None:
 
 class SweeperThread(threading.Thread):
     """Runs in every worker process; only the lease holder sweeps, so one sweeper acts at
-    a time across all machines, and another takes over when its holder dies.
-
-    A step is reclaimed only once its worker has had a full reclaim time of working
-    database access in which to beat. This thread cannot see the workers' access, but
-    its own is a fair witness: from its start, and again after any pass that failed on
-    the database (an outage, a failover), it reclaims nothing until
-    it has reached the database for the reclaim time without a failure. Meanwhile the
-    rest of the pass runs as usual. A connection that dropped but is replaced at once
-    is no outage: the database was away for less than a sweep interval."""
+    a time across all machines, and another takes over when its holder dies. Every one
+    of them witnesses that the database is reachable (:mod:`.witness`), and the holder
+    reclaims silent steps only once it has been for the reclaim time."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(name="pipelines-sweeper", daemon=True)
@@ -359,32 +354,22 @@ class SweeperThread(threading.Thread):
         self.lock = lease.SweeperLock(holder, ttl=get_settings().sweep_interval * 3)
         self.stopping = threading.Event()
         self.memory = SweepMemory()
-        # Since when (this process's monotonic clock) the database has answered every pass.
-        self.reachable_since: float | None = None
-
-    def _may_reclaim(self) -> bool:
-        now = time.monotonic()
-        if self.reachable_since is None:
-            self.reachable_since = now
-        return now - self.reachable_since >= get_settings().reclaim_after
 
     def _pass(self, interval: float) -> None:
         for retry in (False, True):
             try:
-                if self.lock.acquire():
-                    report = sweep(reclaim=self._may_reclaim(), memory=self.memory)
+                holds = self.lock.acquire()
+                may_reclaim = witness()
+                if holds:
+                    report = sweep(reclaim=may_reclaim, memory=self.memory)
                     if any(vars(report).values()):
                         logger.info("sweep: %s", report)
-                else:
-                    self._may_reclaim()
                 return
             except (OperationalError, InterfaceError) as exc:
                 # A dropped database connection: reconnect and go again at once rather than
                 # an interval later, since recovery time is what this thread is for.
                 connection.close()
                 if retry:
-                    # Not even a new connection gets through: the database is away.
-                    self.reachable_since = None
                     logger.warning("sweep failed twice on the database: %s", exc)
             except Exception:
                 logger.exception("sweep failed; trying again in %ss", interval)

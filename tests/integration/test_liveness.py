@@ -7,13 +7,15 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from pipelines.conf import get_settings
 from pipelines.engine import clock, runner, sweeper
 from pipelines.engine.enqueue import get_queue, job_id
-from pipelines.models import StepExecution
+from pipelines.engine.witness import witness
+from pipelines.models import Reachability, StepExecution
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
@@ -66,43 +68,44 @@ def test_this_hosts_clock_decides_nothing(redis_conn):
             assert sweeper.sweep().reclaimed == []  # a fresh claim is alive
             # Silent for longer than the reclaim time, by the database's clock: dead.
             StepExecution.objects.filter(pk=execution.pk).update(
-                heartbeat_at=clock.ago(2 * sweeper.get_settings().reclaim_after)
+                heartbeat_at=clock.ago(2 * get_settings().reclaim_after)
             )
             assert sweeper.sweep().reclaimed == [execution.pk]
         execution.refresh_from_db()
     assert execution.attempt == 3
 
 
-def test_a_sweeper_reclaims_only_after_reaching_the_database_for_the_reclaim_time(
-    redis_conn,
-):
+def test_silence_means_death_only_once_the_database_was_reachable_for_the_reclaim_time():
+    reclaim_after = get_settings().reclaim_after
+    record = Reachability.objects.filter(name="database")
+
+    assert witness() is False  # the first sweeper ever: the record starts now
+    record.update(since=clock.ago(reclaim_after + 1))
+    assert witness() is True  # reached without a gap for the reclaim time
+    assert witness() is True  # a sweeper that starts now inherits the record
+    # Nobody reached the database for a while (an outage, or no worker ran): over again.
+    record.update(seen_at=clock.ago(60))
+    assert witness() is False
+    assert witness() is False
+    record.update(since=clock.ago(reclaim_after + 1))
+    assert witness() is True
+
+
+def test_a_sweeper_pass_reclaims_a_silent_step_only_when_the_witness_allows(redis_conn):
+    run = p.ChainPipeline.trigger({"n": 1})
+    execution = StepExecution.objects.get(run=run)
+    assert runner._claim(execution.pk, 1, "silent-worker") is not None
+    silent = clock.ago(2 * get_settings().reclaim_after)
+    StepExecution.objects.filter(pk=execution.pk).update(heartbeat_at=silent)
     thread = sweeper.SweeperThread("test-holder")
-    reclaim_after = sweeper.get_settings().reclaim_after
-    calls: list[bool] = []
+    try:
+        thread._pass(0.5)  # the database has just come back, as far as anyone knows
+        execution.refresh_from_db()
+        assert (execution.status, execution.attempt) == ("running", 1)
 
-    def pass_at(seconds: float, fails: int = 0) -> None:
-        tries = [0]
-
-        def sweep(*, reclaim: bool, memory: sweeper.SweepMemory) -> sweeper.SweepReport:
-            tries[0] += 1
-            if tries[0] <= fails:
-                raise OperationalError("the database is away")
-            calls.append(reclaim)
-            return sweeper.SweepReport()
-
-        with (
-            mock.patch.object(sweeper.time, "monotonic", return_value=1000.0 + seconds),
-            mock.patch.object(sweeper, "sweep", sweep),
-        ):
-            thread._pass(0.5)
-
-    pass_at(0)  # just started: it has not seen the database for long
-    pass_at(reclaim_after)
-    pass_at(reclaim_after + 1, fails=2)  # a new connection fails too: an outage
-    pass_at(reclaim_after + 2)  # back
-    pass_at(2 * reclaim_after + 1)
-    pass_at(2 * reclaim_after + 2)
-    pass_at(2 * reclaim_after + 3, fails=1)  # a dropped connection, replaced at once
-
-    assert calls == [False, True, False, False, True, True]
-    connection.close()
+        Reachability.objects.update(since=clock.ago(get_settings().reclaim_after + 1))
+        thread._pass(0.5)
+        execution.refresh_from_db()
+        assert (execution.status, execution.attempt, execution.crash_count) == ("enqueued", 2, 1)
+    finally:
+        connection.close()  # releases the sweeper's advisory lock
