@@ -34,6 +34,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import Q
+from rq.command import send_stop_job_command
 from rq.worker import Worker
 
 from pipelines import registry
@@ -331,8 +332,6 @@ def _stop_one(execution: StepExecution, report: SweepReport) -> None:
 
 
 def _stop_job(execution: StepExecution) -> None:
-    from rq.command import send_stop_job_command
-
     try:
         conn = get_queue(execution.queue).connection
         # An inline step runs inside a predecessor's job: stop the job actually running it.
