@@ -293,3 +293,16 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.name} held by {self.holder} until {self.expires_at}"
+
+
+class Reachability(models.Model):
+    """When the workers' sweepers last reached the database, and since when they have
+    without a gap, by the database's clock: silence means death only once every worker
+    has had the reclaim time of working access to beat in (see engine/witness.py)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    seen_at = models.DateTimeField()
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} reachable since {self.since} (last seen {self.seen_at})"

@@ -6,11 +6,10 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models.functions import Now
 
 from pipelines import definitions, registry, selectors
 from pipelines.context import checked_copy, describe_writer
-from pipelines.engine import plan, rows
+from pipelines.engine import clock, plan, rows
 from pipelines.engine.delivery import delivery, enqueue_on_commit
 from pipelines.engine.halting import start_next_compensation
 from pipelines.engine.holding import held_steps, release_held
@@ -102,7 +101,7 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
             StepExecution.objects.filter(run=run, kind=StepKind.STEP),
             current=UNSTARTED_STEP_STATUSES,
             to=StepStatus.CANCELLED,
-            finished_at=Now(),
+            finished_at=clock.now(),
             error="run cancelled",
         )
         start_next_compensation(run, definitions.graph_or_none(run))
@@ -156,7 +155,7 @@ def run_resume(*, run_id: int) -> PipelineRun:
                 crash_count=0,
                 error="",
                 finished_at=None,
-                enqueued_at=Now(),
+                enqueued_at=clock.now(),
             ):
                 execution.attempt += 1
                 deliveries.append(delivery(execution, graph))
@@ -192,7 +191,7 @@ def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRu
             current=[StepStatus.WAITING],
             to=StepStatus.SUCCEEDED,
             output=payload,
-            finished_at=Now(),
+            finished_at=clock.now(),
         )
         if run.status == RunStatus.WAITING and not waiting.exclude(pk=execution.pk).exists():
             run_transition(run, RunStatus.RUNNING)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 import time
 
-from django.db.models.functions import Now
-
 from pipelines.conf import get_settings
 from pipelines.dsl import Graph
+from pipelines.engine import clock
 from pipelines.engine.delivery import delivery, enqueue
 from pipelines.engine.transitions import step_transition
 from pipelines.lifecycle import StepStatus
@@ -85,7 +84,7 @@ def release(execution: StepExecution, graph: Graph) -> None:
             heartbeat_at=None,
             worker="",
             rq_job="",
-            enqueued_at=Now(),
+            enqueued_at=clock.now(),
         ):
             enqueue([delivery(execution, graph)])
     except Exception:

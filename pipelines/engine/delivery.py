@@ -29,6 +29,12 @@ ENGINE_FUNCTION = "pipelines.engine.tasks.execute_step"
 BATCH_FUNCTION = "pipelines.engine.tasks.execute_steps"
 ENGINE_FUNCTIONS = (ENGINE_FUNCTION, BATCH_FUNCTION)
 logger = logging.getLogger("pipelines.enqueue")
+# What the engine lets RQ keep of its jobs. The database is the record of every attempt,
+# so a result is not kept at all, and a job that failed inside RQ (its work horse killed
+# or stopped, a job refused) only for a day, for inspection: without a limit RQ keeps
+# failed jobs and their result streams for a year.
+RESULT_TTL = 0
+FAILURE_TTL = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,8 @@ def _job_options(d: Delivery) -> dict[str, Any]:
     return {
         "args": (d.execution_id, d.attempt),
         "job_id": job_id(d.execution_id, d.attempt),
-        "result_ttl": 0,  # the database is the record; RQ results would only use memory
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
         "description": f"pipelines step execution {d.execution_id} attempt {d.attempt}",
     }
 
@@ -183,7 +190,8 @@ def _prepared(d: Delivery | Batch) -> Any:
             args=([list(item) for item in d.items],),
             job_id=d.job_id,
             timeout=d.timeout,
-            result_ttl=0,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
             description=f"pipelines step executions {', '.join(str(i) for i, _ in d.items)}",
         )
     return Queue.prepare_data(

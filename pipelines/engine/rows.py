@@ -1,6 +1,6 @@
 """Building and writing the engine's rows through the ORM: the run's lock, new step
 executions, barriers and attempt rows. Both stores use these, so a row looks the same
-whichever store wrote it. Timestamps are the database's clock (``Now()``)."""
+whichever store wrote it. Timestamps are the database's clock (``clock.now()``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models.functions import Now
 
 from pipelines.dsl import Graph
+from pipelines.engine import clock
 from pipelines.lifecycle import StepKind, StepStatus
 from pipelines.models import JoinBarrier, PipelineRun, StepAttempt, StepExecution
 
@@ -51,8 +51,8 @@ def new_execution(
         payload=payload,
         barrier_id=barrier_id,
         branch_index=branch_index,
-        created_at=Now(),
-        enqueued_at=Now(),
+        created_at=clock.now(),
+        enqueued_at=clock.now(),
     )
 
 
@@ -74,8 +74,8 @@ def claim_fields(worker: str, job_id: str) -> dict[str, Any]:
     """What a claim writes on an execution besides its status: by the claim's UPDATE, or
     on a successor that the commit creating it claims for its worker."""
     return {
-        "started_at": Now(),
-        "heartbeat_at": Now(),
+        "started_at": clock.now(),
+        "heartbeat_at": clock.now(),
         "worker": worker[:200],
         "rq_job": job_id[:200],
     }
@@ -114,8 +114,8 @@ def record_attempt(execution: StepExecution, number: int, status: str, **fields:
     upsert: a crash-recovery pass and a late result may meet on the same attempt)."""
     values = {
         "worker": execution.worker,
-        "started_at": execution.started_at or Now(),
-        "finished_at": Now(),
+        "started_at": execution.started_at or clock.now(),
+        "finished_at": clock.now(),
         "error": "",
         "traceback": "",
         "conflict_reruns": 0,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from pipelines import definitions
 from pipelines.conf import get_settings
@@ -17,7 +17,7 @@ from pipelines.engine.body import run_body
 from pipelines.engine.continuation import Budget, release
 from pipelines.engine.delivery import delivery, enqueue, workers_serving
 from pipelines.engine.heartbeat import Heartbeat
-from pipelines.engine.outcome import Failure, Result
+from pipelines.engine.outcome import Committed, Failure, Outcome, Result
 from pipelines.engine.store import get_store
 from pipelines.exceptions import MissingStepError, StepConflict, UnknownPipelineError
 from pipelines.lifecycle import StepStatus
@@ -179,7 +179,7 @@ def _run_attempt(
             graph, execution, outcome.output, outcome.route, outcome.wait, workers=workers
         )
         try:
-            committed = store.commit_success(
+            committed = _succeed_reconnecting(
                 execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
             )
             return committed.result, committed.successor
@@ -206,3 +206,31 @@ def _run_attempt(
                 traceback.format_exc(),
             )
             return store.commit_failure(execution, attempt, failure, graph), None
+
+
+def _succeed_reconnecting(
+    execution: StepExecution,
+    attempt: int,
+    outcome: Outcome,
+    decision: plan.Decision,
+    graph: Graph,
+    *,
+    reruns: int,
+    keep: Budget | None,
+) -> Committed:
+    """Commit a success; if that fails on the database connection (it died while the
+    body ran: an outage, a failover), once more on a new one. The commit is fenced by
+    the attempt, so a first try that did land makes the second a no-op (stale), never a
+    second success."""
+    store = get_store()
+    try:
+        return store.commit_success(
+            execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
+        )
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise  # the caller's transaction is lost with it
+        connection.close()
+        return store.commit_success(
+            execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
+        )

@@ -5,14 +5,17 @@ One pass:
 * **dead workers**: a running execution whose heartbeat stopped is reclaimed as a new
   attempt, until its crash budget is spent, then its run halts with that reason;
 * **lost jobs**: an execution enqueued (or due for retry) a while ago whose job is not
-  queued in Redis (flushed, or Redis was down when the step was enqueued) is enqueued
-  again; a duplicate is harmless, the claim lets only one through. An expand item
-  waits for its batch job (its ``rq_job``) while that is queued or has just started;
+  in Redis (flushed, or Redis was down when the step was enqueued), or failed there, is
+  enqueued again; a duplicate is harmless, the claim lets only one through. A job RQ has
+  started is not lost while the worker running it is registered: its claim is under way.
+  An expand item waits for its batch job (its ``rq_job``) likewise, but not for longer
+  than a step is given to heartbeat: a batch stuck on a slow item hands the rest on;
 * **event timeouts**: a step waiting past its deadline fails;
 * **cancel grace**: a step still running in a cancelled run is stopped.
 
-Every action is fenced like a worker's, so a pass racing a worker (or another pass)
-cannot do anything twice.
+Every "how long ago" compares timestamps taken from the database's clock
+(:mod:`.clock`). Every action is fenced like a worker's, so a pass racing a worker (or
+another pass) cannot do anything twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import (
@@ -32,12 +34,12 @@ from django.db import (
     transaction,
 )
 from django.db.models import Q
-from django.utils import timezone
-from rq.utils import utcparse
+from rq.command import send_stop_job_command
+from rq.worker import Worker
 
 from pipelines import definitions
 from pipelines.conf import get_settings
-from pipelines.engine import doctor, lease
+from pipelines.engine import clock, doctor, lease
 from pipelines.engine.delivery import (
     Delivery,
     batch_of,
@@ -50,6 +52,7 @@ from pipelines.engine.delivery import (
 from pipelines.engine.halting import after_final_failure
 from pipelines.engine.rows import lock_run, record_attempt
 from pipelines.engine.transitions import step_transition
+from pipelines.engine.witness import witness
 from pipelines.models import (
     AttemptStatus,
     RunStatus,
@@ -75,22 +78,35 @@ class SweepReport:
         return ", ".join(parts)
 
 
-def sweep() -> SweepReport:
+@dataclass
+class SweepMemory:
+    """What a sweeper remembers between its passes: since when (its own monotonic clock,
+    a duration on one host) it has seen each batch job started in RQ."""
+
+    batches_started: dict[str, float] = field(default_factory=dict)
+
+
+def sweep(*, reclaim: bool = True, memory: SweepMemory | None = None) -> SweepReport:
+    """One pass. ``reclaim=False`` leaves silent running steps alone (see
+    :mod:`.witness`: after an outage their workers first get time to beat)."""
     report = SweepReport()
-    _reclaim_dead(report)
-    _reenqueue_lost(report)
+    if reclaim:
+        _reclaim_dead(report)
+    _reenqueue_lost(report, memory or SweepMemory())
     _expire_waits(report)
     _stop_cancelled(report)
     return report
 
 
+def _silent() -> Q:
+    """Running, and no heartbeat for the reclaim time, by the database's clock."""
+    return Q(status=StepStatus.RUNNING, heartbeat_at__lt=clock.ago(get_settings().reclaim_after))
+
+
 def _reclaim_dead(report: SweepReport) -> None:
-    conf = get_settings()
-    cutoff = timezone.now() - timedelta(seconds=conf.reclaim_after)
-    dead = StepExecution.objects.filter(status=StepStatus.RUNNING, heartbeat_at__lt=cutoff)
     # heartbeat_at is set by the claim, so every running execution has one.
-    rows = dead.select_related("run").order_by("id")[:BATCH]
-    _each(rows, "reclaim", lambda execution: _reclaim_one(execution, cutoff, report))
+    rows = StepExecution.objects.filter(_silent()).select_related("run").order_by("id")[:BATCH]
+    _each(rows, "reclaim", lambda execution: _reclaim_one(execution, report))
 
 
 def _each(rows: Any, what: str, action: Any) -> None:
@@ -104,27 +120,29 @@ def _each(rows: Any, what: str, action: Any) -> None:
             close_old_connections()
 
 
-def _reclaim_one(execution: StepExecution, cutoff: Any, report: SweepReport) -> None:
+def _reclaim_one(execution: StepExecution, report: SweepReport) -> None:
     conf = get_settings()
     with transaction.atomic():
         run = lock_run(execution.run_id)
         attempt = execution.attempt
         crashes = execution.crash_count + 1
-        beat = execution.heartbeat_at or cutoff
-        note = f"worker died: no heartbeat since {beat.isoformat(timespec='seconds')}"
+        beat = execution.heartbeat_at
+        note = "worker died: no heartbeat" + (
+            f" since {beat.isoformat(timespec='seconds')}" if beat else ""
+        )
         out_of_budget = crashes > conf.crash_budget
         moved = step_transition(
             execution.pk,
             at_attempt=attempt,
             current=[StepStatus.RUNNING],
             # Still silent now that we hold the lock: a resumed heartbeat wins.
-            where={"heartbeat_at__lt": cutoff},
+            where={"heartbeat_at__lt": clock.ago(conf.reclaim_after)},
             to=StepStatus.FAILED if out_of_budget else StepStatus.ENQUEUED,
             crash_count=crashes,
             **(
-                {"finished_at": timezone.now(), "error": note}
+                {"finished_at": clock.now(), "error": note}
                 if out_of_budget
-                else {"attempt": attempt + 1, "enqueued_at": timezone.now(), "error": note}
+                else {"attempt": attempt + 1, "enqueued_at": clock.now(), "error": note}
             ),
         )
         if not moved:
@@ -154,61 +172,95 @@ def _job_ids(execution: StepExecution) -> list[str]:
     return ids
 
 
-JobState = tuple[bytes | None, bytes | None]  # RQ's status and last_heartbeat of a job
+@dataclass(frozen=True)
+class JobState:
+    """A job as Redis has it: RQ's status, and whether a registered worker runs it."""
+
+    status: bytes | None
+    worker_alive: bool = False
+
+    @property
+    def running(self) -> bool:
+        """RQ started it, and the worker that did is still registered (its key expires a
+        minute or so after the worker dies, by Redis's own clock)."""
+        return self.status == b"started" and self.worker_alive
 
 
-def _batch_alive(state: JobState | None, now: datetime) -> bool:
-    status, beat = state or (None, None)
-    if status in ALIVE_JOB_STATUSES:
-        return True
-    if status != b"started" or not beat:
+def _job_states(ids: list[str]) -> dict[str, JobState]:
+    conn = get_queue(get_settings().queue).connection
+    with conn.pipeline() as pipe:
+        for jid in ids:
+            pipe.hmget(f"rq:job:{jid}", "status", "worker_name")
+        found = dict(zip(ids, pipe.execute(), strict=True))
+    started = {
+        jid: name.decode() for jid, (status, name) in found.items() if status == b"started" and name
+    }
+    with conn.pipeline() as pipe:
+        for name in started.values():
+            pipe.exists(f"{Worker.redis_worker_namespace_prefix}{name}")
+        alive = dict(zip(started, pipe.execute(), strict=True))
+    return {jid: JobState(status, bool(alive.get(jid))) for jid, (status, _) in found.items()}
+
+
+def _batch_alive(
+    jid: str, state: JobState | None, memory: SweepMemory, seen: dict[str, float]
+) -> bool:
+    if state is None or state.status in ALIVE_JOB_STATUSES:
+        return state is not None
+    if not state.running:
         return False
     # Running: its later items are still enqueued while it works through the earlier
-    # ones. RQ stamps a job when it starts; a batch runs for seconds (the continuation
-    # budget), so one that started longer ago than a step is reclaimed is dead or stuck
-    # on a slow item, and its other items are better off with jobs of their own.
-    started = utcparse(beat.decode()).replace(tzinfo=UTC)
-    return now - started < timedelta(seconds=get_settings().reclaim_after)
+    # ones. A batch runs for seconds (the continuation budget); one this sweeper has seen
+    # running for longer than a step is given to heartbeat is stuck on a slow item, and
+    # its other items are better off with jobs of their own.
+    since = seen[jid] = seen.get(jid) or memory.batches_started.get(jid) or time.monotonic()
+    return time.monotonic() - since < get_settings().reclaim_after
 
 
-def _job_alive(states: dict[str, JobState], execution: StepExecution, now: datetime) -> bool:
+def _job_alive(
+    states: dict[str, JobState],
+    execution: StepExecution,
+    memory: SweepMemory,
+    seen: dict[str, float],
+) -> bool:
     ids = _job_ids(execution)
-    if any(_batch_alive(states.get(jid), now) for jid in ids[1:]):
+    if any(_batch_alive(jid, states.get(jid), memory, seen) for jid in ids[1:]):
         return True
-    status = states.get(ids[0], (None, None))[0]
+    state = states.get(ids[0], JobState(None))
     if execution.status == StepStatus.RETRYING:
         # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
         # dead (it dies with a killed worker and is taken over only minutes later).
-        return status == b"queued"
-    return status in ALIVE_JOB_STATUSES
+        return state.status == b"queued" or state.running
+    return state.status in ALIVE_JOB_STATUSES or state.running
 
 
-def _reenqueue_lost(report: SweepReport) -> None:
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=get_settings().reenqueue_after)
+def _reenqueue_lost(report: SweepReport, memory: SweepMemory) -> None:
+    waited = clock.ago(get_settings().reenqueue_after)
     candidates = list(
         StepExecution.objects.filter(
-            Q(status=StepStatus.ENQUEUED, enqueued_at__lt=cutoff)
-            | Q(status=StepStatus.RETRYING, retry_at__lt=cutoff)
+            Q(status=StepStatus.ENQUEUED, enqueued_at__lt=waited)
+            | Q(status=StepStatus.RETRYING, retry_at__lt=waited)
         )
         .select_related("run")
         .order_by("id")[:BATCH]
     )
-    if not candidates:
-        return
-    ids = sorted({jid for e in candidates for jid in _job_ids(e)})
-    conn = get_queue(get_settings().queue).connection
-    with conn.pipeline() as pipe:
-        for jid in ids:
-            pipe.hmget(f"rq:job:{jid}", "status", "last_heartbeat")
-        states = {jid: tuple(state) for jid, state in zip(ids, pipe.execute(), strict=True)}
-    lost = [e for e in candidates if not _job_alive(states, e, now)]
+    seen: dict[str, float] = {}
+    try:
+        if candidates:
+            states = _job_states(sorted({jid for e in candidates for jid in _job_ids(e)}))
+            lost = [e for e in candidates if not _job_alive(states, e, memory, seen)]
+            _reenqueue(lost, report)
+    finally:
+        memory.batches_started = seen  # forget batches no longer seen running
+
+
+def _reenqueue(lost: list[StepExecution], report: SweepReport) -> None:
     deliveries: list[Delivery] = []
     for execution in lost:
         # Fenced: only if it is still waiting for this very attempt.
         if StepExecution.objects.filter(
             pk=execution.pk, attempt=execution.attempt, status=execution.status
-        ).update(enqueued_at=now):
+        ).update(enqueued_at=clock.now()):
             graph = definitions.graph_or_none(execution.run)
             deliveries.append(delivery(execution, graph, at_front=True))
             report.reenqueued.append(execution.pk)
@@ -218,7 +270,7 @@ def _reenqueue_lost(report: SweepReport) -> None:
 
 def _expire_waits(report: SweepReport) -> None:
     expired = StepExecution.objects.filter(
-        status=StepStatus.WAITING, event_deadline__lt=timezone.now()
+        status=StepStatus.WAITING, event_deadline__lt=clock.now()
     ).select_related("run")
     _each(
         expired.order_by("id")[:BATCH],
@@ -237,7 +289,7 @@ def _expire_one(execution: StepExecution, report: SweepReport) -> None:
             current=[StepStatus.WAITING],
             to=StepStatus.FAILED,
             error=error,
-            finished_at=timezone.now(),
+            finished_at=clock.now(),
         ):
             after_final_failure(
                 run,
@@ -250,11 +302,10 @@ def _expire_one(execution: StepExecution, report: SweepReport) -> None:
 
 
 def _stop_cancelled(report: SweepReport) -> None:
-    grace = timedelta(seconds=get_settings().cancel_grace)
     overdue = StepExecution.objects.filter(
         status=StepStatus.RUNNING,
         run__status=RunStatus.CANCELLED,
-        run__finished_at__lt=timezone.now() - grace,
+        run__finished_at__lt=clock.ago(get_settings().cancel_grace),
     ).select_related("run")
     _each(overdue.order_by("id")[:BATCH], "stop", lambda execution: _stop_one(execution, report))
 
@@ -268,7 +319,7 @@ def _stop_one(execution: StepExecution, report: SweepReport) -> None:
             at_attempt=execution.attempt,
             current=[StepStatus.RUNNING],
             to=StepStatus.CANCELLED,
-            finished_at=timezone.now(),
+            finished_at=clock.now(),
             error=note,
         )
         if not moved:
@@ -279,8 +330,6 @@ def _stop_one(execution: StepExecution, report: SweepReport) -> None:
 
 
 def _stop_job(execution: StepExecution) -> None:
-    from rq.command import send_stop_job_command
-
     try:
         conn = get_queue(execution.queue).connection
         # An inline step runs inside a predecessor's job: stop the job actually running it.
@@ -292,19 +341,24 @@ def _stop_job(execution: StepExecution) -> None:
 
 class SweeperThread(threading.Thread):
     """Runs in every worker process; only the lease holder sweeps, so one sweeper acts at
-    a time across all machines, and another takes over when its holder dies."""
+    a time across all machines, and another takes over when its holder dies. Every one
+    of them witnesses that the database is reachable (:mod:`.witness`), and the holder
+    reclaims silent steps only once it has been for the reclaim time."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(name="pipelines-sweeper", daemon=True)
         self.holder = holder
         self.lock = lease.SweeperLock(holder, ttl=get_settings().sweep_interval * 3)
         self.stopping = threading.Event()
+        self.memory = SweepMemory()
 
     def _pass(self, interval: float) -> None:
         for retry in (False, True):
             try:
-                if self.lock.acquire():
-                    report = sweep()
+                holds = self.lock.acquire()
+                may_reclaim = witness()
+                if holds:
+                    report = sweep(reclaim=may_reclaim, memory=self.memory)
                     if any(vars(report).values()):
                         logger.info("sweep: %s", report)
                     doctor.log_problems()

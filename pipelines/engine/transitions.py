@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models.functions import Now
-
+from pipelines.engine import clock
 from pipelines.exceptions import InvalidTransitionError
 from pipelines.lifecycle import (
     TERMINAL_RUN_STATUSES,
@@ -31,9 +30,9 @@ def run_transition(run: PipelineRun, to: RunStatus, **fields: Any) -> None:
     if not run_may_move(current, to):
         raise InvalidTransitionError(f"run {run.pk} is {current}; it cannot become {to}")
     if to == RunStatus.RUNNING and run.started_at is None:
-        fields.setdefault("started_at", Now())
+        fields.setdefault("started_at", clock.now())
     if to in TERMINAL_RUN_STATUSES:
-        fields.setdefault("finished_at", Now())
+        fields.setdefault("finished_at", clock.now())
     elif current in TERMINAL_RUN_STATUSES:
         fields.setdefault("finished_at", None)  # resumed
     updated = PipelineRun.objects.filter(pk=run.pk, status=current).update(status=to, **fields)

@@ -24,6 +24,8 @@ from rq.serializers import JSONSerializer
 
 from pipelines.engine.delivery import ENGINE_FUNCTIONS
 from pipelines.engine.doctor import ENGINE_MARK
+from pipelines.engine.heartbeat import JobHeartbeat
+from pipelines.engine.sweeper import SweeperThread
 from pipelines.exceptions import UnsafeJobError
 
 
@@ -94,8 +96,6 @@ class _EngineOnly:
     def work(self, *args: Any, **kwargs: Any) -> bool:
         # Recovery runs inside every worker: no cron job to remember. The lease makes sure
         # only one of them sweeps at a time.
-        from pipelines.engine.sweeper import SweeperThread
-
         sweeper = SweeperThread(holder=f"{self.name}@{self.hostname}")
         sweeper.start()
         try:
@@ -155,7 +155,22 @@ class _EngineOnly:
 
 
 class PipelineWorker(_EngineOnly, Worker):
-    """Forks a work horse per job (crash isolation); the default."""
+    """Forks a work horse per job (crash isolation); the default.
+
+    This process heartbeats for the executions its work horse runs (see
+    :class:`~pipelines.engine.heartbeat.JobHeartbeat`): a step body that holds the GIL,
+    or otherwise starves the horse's own heartbeat thread, is still seen alive, for as
+    long as the horse lives (RQ kills it past the job's timeout)."""
+
+    _job_heartbeat: JobHeartbeat
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        with JobHeartbeat() as self._job_heartbeat:
+            return super().work(*args, **kwargs)
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        with self._job_heartbeat.watch(job.id):
+            return super().execute_job(job, queue)
 
 
 class PipelineSimpleWorker(_EngineOnly, SimpleWorker):

@@ -3,11 +3,15 @@ kill, flush or restart it), rqworker subprocesses on it, and an invariant check.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import override_settings
+from psycopg import sql
 
 from pipelines.models import (
     ContextWrite,
@@ -70,3 +74,31 @@ def assert_invariants(*runs: PipelineRun) -> None:
             assert last is not None
             assert last.value == value, key
         assert set(ContextWrite.objects.filter(run=run).values_list("key", flat=True)) == set(data)
+
+
+@contextlib.contextmanager
+def database_cut() -> Iterator[None]:
+    """The test database unreachable for the block's duration, for every process (this
+    one too): new connections refused, open ones terminated. The server keeps running
+    (other work shares it); connections are allowed again however the block ends."""
+    settings = connection.settings_dict
+    name = settings["NAME"]
+    admin = psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+    quoted = sql.Identifier(name)
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(quoted))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
+        connection.close()  # this process's, terminated
+        yield
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(quoted))
+        admin.close()

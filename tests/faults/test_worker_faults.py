@@ -9,6 +9,7 @@ import time
 import pytest
 from django.db import connection
 
+from pipelines.engine.lease import SWEEPER_LOCK_KEY
 from pipelines.models import RunStatus, StepAttempt, StepExecution
 from tests.conftest import wait_for
 from tests.faults.conftest import assert_invariants
@@ -87,12 +88,19 @@ def test_kill_right_after_the_commit_leaves_no_duplicate_step_or_write(fault_wor
 def test_a_stale_attempt_finishing_after_its_retry_began_is_rejected(fault_workers, finished):
     run = f.VictimPipeline.trigger({"hold": 4})
     horse = int(started(run)[0]["pid"])
-    os.kill(horse, signal.SIGSTOP)  # heartbeat stops too: the step looks dead
+    parent = next(p for p in fault_workers.procs if p.poll() is None and _is_parent(p.pid, horse))
+    # The machine freezes (a paused VM): the worker process, which heartbeats for its work
+    # horse, and the horse. The step looks dead, and is not.
+    os.kill(parent.pid, signal.SIGSTOP)
+    os.kill(horse, signal.SIGSTOP)
     try:
+        # A frozen sweeper would keep its lease until the database drops its session.
+        release_sweeper_lease()
         started(run, count=2)  # attempt 2 runs elsewhere
         wait_for(lambda: run.refresh().is_finished, 30, "attempt 2 to finish the run")
     finally:
         os.kill(horse, signal.SIGCONT)
+        os.kill(parent.pid, signal.SIGCONT)
     wait_for(lambda: len(f.marks(run.pk, "victim-end")) == 2, 30, "the stale attempt to end")
     time.sleep(1)  # let it try to commit
 
@@ -102,6 +110,19 @@ def test_a_stale_attempt_finishing_after_its_retry_began_is_rejected(fault_worke
     assert run.context.get("victim_attempt") == 2
     assert StepExecution.objects.filter(run=run, step="Finish").count() == 1
     assert_invariants(run)
+
+
+def release_sweeper_lease() -> None:
+    """End the database session holding the sweeper's lease (whoever holds it sweeps on
+    after reconnecting, or another worker takes over). Elsewhere the lease expires."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND ((classid::bigint << 32) | objid::bigint) = %s",
+            [SWEEPER_LOCK_KEY],
+        )
 
 
 def test_a_slow_healthy_step_is_not_reclaimed(fault_workers, finished):
@@ -132,9 +153,11 @@ def test_a_step_over_its_timeout_is_stopped_and_retried_then_halts(fault_workers
     assert_invariants(run)
 
 
-def test_terminated_database_connection_mid_step_fails_the_attempt_and_retries(
+def test_a_database_connection_terminated_mid_step_is_replaced_for_the_commit(
     fault_workers, finished
 ):
+    """The body does not need the database while it runs; its commit finds the
+    connection dead and goes through on a new one, so the body is not run again."""
     if connection.vendor != "postgresql":
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     run = f.VictimPipeline.trigger({"hold": 2})
@@ -146,7 +169,6 @@ def test_terminated_database_connection_mid_step_fails_the_attempt_and_retries(
     run = finished(run, timeout=60)
 
     assert run.status == RunStatus.SUCCEEDED, run.error
-    history = attempts(run, "Victim")
-    assert history[-1] == (2, "succeeded")
-    assert history[0][1] in ("failed", "crashed")
+    assert attempts(run, "Victim") == [(1, "succeeded")]
+    assert len(f.marks(run.pk, "victim-start")) == 1
     assert_invariants(run)

@@ -260,3 +260,21 @@ class Soak5(SoakStep):
 
 class SoakPipeline(Pipeline):
     definition = start(Soak1).chain(Soak2).chain(Soak3).chain(Soak4).chain(Soak5)
+
+
+class GilHog(Step):
+    """One long C call that holds the GIL: no other thread of its process runs meanwhile
+    (its own heartbeat thread included)."""
+
+    retries = 0
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        mark(self.run.id, "gil-start", attempt=self.attempt)
+        total = sum(range(int(payload["n"])))
+        mark(self.run.id, "gil-end", attempt=self.attempt)
+        self.context.set("gil_attempt", self.attempt)
+        return {"total": total}
+
+
+class GilPipeline(Pipeline):
+    definition = start(Prepare).chain(GilHog).chain(Finish)

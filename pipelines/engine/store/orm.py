@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.fields import DurationField
-from django.db.models.functions import Now
+from django.db.models import F
 
 from pipelines.dsl import Graph
-from pipelines.engine import plan, rows
+from pipelines.engine import clock, plan, rows
 from pipelines.engine.continuation import Budget
 from pipelines.engine.delivery import assign_batches, deliveries, delivery, enqueue_on_commit
 from pipelines.engine.halting import (
@@ -108,7 +105,7 @@ class OrmStore:
             at_attempt=execution.attempt,
             current=[StepStatus.RUNNING],
             to=StepStatus.CANCELLED,
-            finished_at=Now(),
+            finished_at=clock.now(),
             error=f"not started: run is {run.status}",
         )
         return True
@@ -236,7 +233,7 @@ class OrmStore:
             barrier.arrived, barrier.expected, barrier.fired_at is not None
         ):
             return []
-        JoinBarrier.objects.filter(pk=barrier.pk).update(fired_at=Now())
+        JoinBarrier.objects.filter(pk=barrier.pk).update(fired_at=clock.now())
         outputs: dict[Any, Any] = dict(
             StepExecution.objects.filter(barrier_id=barrier.pk, reported=True)
             .exclude(pk=execution.pk)
@@ -297,7 +294,7 @@ class OrmStore:
                     to=StepStatus.RETRYING,
                     attempt=decision.attempt,
                     error=failure.error,
-                    retry_at=Now() + Value(timedelta(seconds=decision.delay), DurationField()),
+                    retry_at=clock.later(decision.delay),
                 )
             else:
                 moved = step_transition(
@@ -306,7 +303,7 @@ class OrmStore:
                     current=[StepStatus.RUNNING],
                     to=StepStatus.FAILED,
                     error=failure.error,
-                    finished_at=Now(),
+                    finished_at=clock.now(),
                 )
             if not moved:
                 return Result.STALE
@@ -355,10 +352,10 @@ class OrmStore:
                     step=writer.step if writer else "",
                     attempt=writer.attempt if writer else None,
                     overwrite=overwrite,
-                    written_at=Now(),
+                    written_at=clock.now(),
                 )
             )
-        RunContext.objects.filter(pk=run_id).update(data=data, updated_at=Now())
+        RunContext.objects.filter(pk=run_id).update(data=data, updated_at=clock.now())
         ContextWrite.objects.bulk_create(history)
         return []
 
@@ -372,14 +369,10 @@ class OrmStore:
 def _success_fields(outcome: Outcome, decision: plan.Decision) -> dict[str, Any]:
     """What a success writes on its own execution row."""
     if isinstance(decision, plan.Pause):
-        deadline = (
-            Now() + Value(timedelta(seconds=decision.timeout), DurationField())
-            if decision.timeout
-            else None
-        )
+        deadline = clock.later(decision.timeout) if decision.timeout else None
         return {"event_name": decision.name, "event_deadline": deadline}
     return {
-        "finished_at": Now(),
+        "finished_at": clock.now(),
         "error": "",
         "output": outcome.output,
         "route": decision.route if isinstance(decision, plan.Next) else "",
