@@ -1,7 +1,12 @@
 """Where a step's time goes: runs chains in this process (no RQ worker) and prints the
 time and SQL statements per step, then the top of a cProfile.
 
-    python bench/profile_steps.py [--runs 50] [--profile]
+    python bench/profile_steps.py [--runs 50] [--profile] [--values]
+
+``--values`` runs ``ContextChain10`` instead of no-op steps: every step reads the context
+value the step before it wrote and writes its payload's value (a ~4 kB record list of
+ints, floats, strings and nested objects) under a new key, so JSON encoding and decoding
+show in the figures.
 """
 
 from __future__ import annotations
@@ -13,14 +18,33 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def value_record(seed: int) -> list[dict[str, Any]]:
+    """About 4 kB of typical JSON: ids, prices, ratios, a few very large or very small
+    floats, names and nested tags."""
+    return [
+        {
+            "id": seed * 100 + row,
+            "price": round(19.99 + row * 0.37, 2),
+            "ratio": (row + 1) / 7,
+            "tiny": 1.5e-9 * (row + 1),
+            "huge": 1.5e17 * (row + 1),
+            "name": f"item {row} of run {seed}",
+            "tags": {"colour": "blue", "size": row % 4, "active": row % 2 == 0},
+        }
+        for row in range(20)
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--values", action="store_true", help="steps that read and write values")
     args = parser.parse_args()
 
     from bench.env import BenchEnv
@@ -33,8 +57,13 @@ def main() -> None:
         from pipelines.models import PipelineRun, RunStatus, StepExecution
         from pipelines.services import run_trigger
 
+        pipeline = "ContextChain10" if args.values else "Chain10"
+
+        def first_input(n: int) -> dict[str, Any]:
+            return {"i": 0, "value": value_record(n)} if args.values else {"n": n}
+
         def one_batch() -> float:
-            runs = [run_trigger(pipeline="Chain10", input={"n": i}) for i in range(args.runs)]
+            runs = [run_trigger(pipeline=pipeline, input=first_input(i)) for i in range(args.runs)]
             firsts = [StepExecution.objects.get(run=r).pk for r in runs]
             start = time.perf_counter()
             for pk in firsts:
@@ -47,7 +76,7 @@ def main() -> None:
         one_batch()  # warm up
         per_step = [one_batch() for _ in range(3)]
         with CaptureQueriesContext(connection) as queries:
-            run = run_trigger(pipeline="Chain10", input={})
+            run = run_trigger(pipeline=pipeline, input=first_input(0))
             first = StepExecution.objects.get(run=run).pk
             before = len(queries)
             run_chain(first, 1, worker="profile", queue="pipelines")
