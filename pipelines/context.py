@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.exceptions import ContextValueError, OverwriteError
 from pipelines.frozen import freeze
-from pipelines.values import check_json, context_where, dumps
+from pipelines.values import canonical, check_json, context_where
 
 if TYPE_CHECKING:
     from pipelines.models import PipelineRun
@@ -42,7 +42,7 @@ def checked_copy(key: object, value: Any) -> tuple[str, Any]:
     caller's object must not change what was staged)."""
     key = check_key(key)
     check_json(value, where=context_where(key), error=ContextValueError)
-    return key, json.loads(dumps(value))
+    return key, canonical(value)
 
 
 def load_data(run_id: int) -> dict[str, Any]:
@@ -122,7 +122,7 @@ class StepContext(_ContextReader):
 
     def _view(self) -> dict[str, Any]:
         data = load_data(self.run_id)
-        data.update({key: json.loads(dumps(v)) for key, (v, _) in self.staged.items()})
+        data.update({key: canonical(v) for key, (v, _) in self.staged.items()})
         return data
 
     def set(self, key: str, value: Any, *, overwrite: bool = False) -> None:

@@ -10,11 +10,12 @@ The history row is inserted by the same statement.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
+
+from pipelines.values import encode
 
 WRITE_SQL = """
 WITH merged AS (
@@ -52,14 +53,14 @@ def merge_writes(
         cursor.execute(
             WRITE_SQL,
             {
-                "values": json.dumps({key: value for key, (value, _) in writes.items()}),
+                "values": encode({key: value for key, (value, _) in writes.items()}),
                 "guarded": guarded,
                 "run": run_id,
                 "now": now,
                 "execution": execution_id,
                 "step": step,
                 "attempt": attempt,
-                "writes": json.dumps(
+                "writes": encode(
                     [{"key": k, "value": v, "overwrite": ow} for k, (v, ow) in writes.items()]
                 ),
             },

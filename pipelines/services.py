@@ -27,7 +27,6 @@ from pipelines.exceptions import (
     OverwriteError,
     PipelineError,
 )
-from pipelines.frozen import thaw
 from pipelines.models import (
     ACTIVE_RUN_STATUSES,
     ContextWrite,
@@ -38,7 +37,7 @@ from pipelines.models import (
     StepKind,
     StepStatus,
 )
-from pipelines.values import check_json
+from pipelines.values import canonical, check_json
 
 
 def run_trigger(
@@ -53,7 +52,7 @@ def run_trigger(
     """
     graph = registry.get(pipeline).graph
     check_json(input, where="input", error=InputValueError)
-    input = thaw(input)  # e.g. another run's read-only context.input
+    input = canonical(input)  # as stored; also a plain copy of e.g. a read-only context.input
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
     ):
@@ -185,7 +184,7 @@ def run_rerun(*, run_id: int) -> PipelineRun:
 def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRun:
     """Deliver an event to the step waiting for it; the next step gets ``payload``."""
     check_json(payload, where=f"event {name!r} payload", error=InputValueError)
-    payload = thaw(payload)
+    payload = canonical(payload)
     now = timezone.now()
     with transaction.atomic():
         run = lock_run(run_id)

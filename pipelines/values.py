@@ -1,8 +1,10 @@
-"""Strict JSON checking for everything the engine stores: context values, trigger inputs
-and step outputs.
+"""Strict JSON for everything the engine stores: context values, trigger inputs, step
+payloads and outputs, event payloads.
 
-The check runs in Python before any database is touched, so SQLite and PostgreSQL reject
+The check runs in Python before any database is touched, so every database rejects
 exactly the same values with exactly the same message, and nothing is half-written.
+Values are then written in one canonical text and read through one decoder (the stored
+form, at the end of this module), so what comes back is the same on every database.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from pipelines.conf import get_settings
@@ -88,7 +92,7 @@ def check_json(
         raise error(f"{invalid.where}: {invalid.problem}", path=invalid.where) from None
     except RecursionError:
         raise error(f"{where}: nested too deeply", path=where) from None
-    size = len(dumps(value).encode())
+    size = len(encode(value).encode())
     if size > conf.max_value_bytes:
         raise error(
             f"{where}: value is {size} bytes, over the limit of {conf.max_value_bytes} bytes "
@@ -97,9 +101,85 @@ def check_json(
         )
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def context_where(key: str) -> str:
     return "context" + _fmt_key(key)
+
+
+# --- The stored form -----------------------------------------------------------------------
+# PostgreSQL's jsonb keeps numbers as `numeric` and objects in its own key order (shorter
+# keys first); SQLite and MariaDB keep the text as written. So that a value reads back
+# the same on every database, every JSON column is written in one canonical text:
+#
+# * floats positionally, always with a decimal point (1e20 as 100000000000000000000.0):
+#   jsonb keeps the digits and the scale, so a float never comes back as an integer;
+# * -0.0 as 0.0: numeric has no negative zero;
+# * object keys in code-point order, and sorted again when read, because jsonb returns
+#   them in its own order.
+#
+# A value checked by check_json is stored only in this form (:func:`encode`), read only
+# through :class:`StoredJSONDecoder`, and the engine hands steps :func:`canonical` copies,
+# so a value passed in memory equals the same value read from any database.
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+)
+# What float.__repr__ writes that jsonb would not give back as the same float: an
+# exponent (1e+20, 1.5e-07) or a negative zero. The quick test skips the tokenizer for
+# the usual value that has neither; the tokenizer matches whole strings first, so text
+# inside a string is never touched.
+_MAY_RESHAPE = re.compile(r"\de[+-]|-0\.0(?![\d.e])")
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?e[+-]\d+|-0\.0(?![\d.e]))')
+
+
+def _reshape_number(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:
+        return match.group(0)  # a string, kept as it is
+    if number == "-0.0":
+        return "0.0"
+    text = format(Decimal(number), "f")
+    return text if "." in text else text + ".0"
+
+
+def encode(value: Any) -> str:
+    """The canonical JSON text of a checked value: the only form the engine stores."""
+    text = _ENCODER.encode(value)
+    if _MAY_RESHAPE.search(text) is None:
+        return text
+    return _TOKENS.sub(_reshape_number, text)
+
+
+_first = itemgetter(0)
+
+
+def _sorted_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    pairs.sort(key=_first)
+    return dict(pairs)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_sorted_object)
+
+
+def decode(text: str) -> Any:
+    """A stored value as Python: objects with their keys in code-point order."""
+    return _DECODER.decode(text)
+
+
+def canonical(value: Any) -> Any:
+    """A private, plain copy of a checked value exactly as every database returns it."""
+    return decode(encode(value))
+
+
+class StoredJSONEncoder(json.JSONEncoder):
+    """The JSONField encoder of every engine column: writes :func:`encode`'s text,
+    whatever options ``json.dumps`` passes."""
+
+    def encode(self, o: Any) -> str:
+        return encode(o)
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """The JSONField decoder of every engine column: reads as :func:`decode` does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "object_pairs_hook": _sorted_object})

@@ -46,7 +46,7 @@ from pipelines.models import (
     StepStatus,
 )
 from pipelines.step import RunInfo, Step
-from pipelines.values import check_json
+from pipelines.values import canonical, check_json
 
 logger = logging.getLogger("pipelines.runner")
 
@@ -331,5 +331,5 @@ def _execute(
     except OutputValueError as exc:
         # A deterministic programming error: retrying would return the same value.
         return Failure(f"OutputValueError: {exc}", "", retryable=False)
-    outcome.output = thaw(outcome.output)
+    outcome.output = canonical(outcome.output)  # an inline successor gets it as stored
     return outcome
