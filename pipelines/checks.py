@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
 from pipelines import registry
+from pipelines.conf import PORTABLE_MAX_VALUE_DEPTH, PipelineSettings, get_settings
 from pipelines.exceptions import DefinitionError
 
 
@@ -33,6 +34,7 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                     )
                 )
     errors += check_sqlite(settings.DATABASES.get("default", {}))
+    errors += check_value_depth(settings.DATABASES.get("default", {}), get_settings())
     return errors
 
 
@@ -50,5 +52,21 @@ def check_sqlite(db: dict[str, Any]) -> list[CheckMessage]:
             hint="Also set 'init_command': 'PRAGMA journal_mode=WAL;' and a 'timeout' of "
             "about 30 seconds; see project/settings.py.",
             id="pipelines.E003",
+        )
+    ]
+
+
+def check_value_depth(db: dict[str, Any], conf: PipelineSettings) -> list[CheckMessage]:
+    if not db.get("ENGINE", "").endswith("mysql"):
+        return []
+    if conf.max_value_depth <= PORTABLE_MAX_VALUE_DEPTH:
+        return []
+    # The strict check would accept values that MariaDB then refuses mid-commit.
+    return [
+        Error(
+            f"PIPELINES_MAX_VALUE_DEPTH is {conf.max_value_depth}; MariaDB stores values "
+            f"nested at most {PORTABLE_MAX_VALUE_DEPTH} levels deep",
+            hint=f"Set PIPELINES_MAX_VALUE_DEPTH to {PORTABLE_MAX_VALUE_DEPTH} or less.",
+            id="pipelines.E004",
         )
     ]

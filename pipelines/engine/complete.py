@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from pipelines import context_sql
@@ -85,11 +85,13 @@ def record_attempt(execution: StepExecution, number: int, status: str, **fields:
         **fields,
     )
     # An upsert: a row for this attempt may exist (written by an earlier release, which
-    # recorded attempts when they started); the outcome replaces it.
+    # recorded attempts when they started); the outcome replaces it. MariaDB cannot name
+    # the unique fields; its upsert fires on the one unique key the row can collide on.
+    target = connection.features.supports_update_conflicts_with_target
     StepAttempt.objects.bulk_create(
         [row],
         update_conflicts=True,
-        unique_fields=["execution", "number"],
+        unique_fields=["execution", "number"] if target else None,
         update_fields=[
             "status",
             "worker",
@@ -109,8 +111,10 @@ def lock_run(run_id: int) -> PipelineRun:
     serialise per run: write-once checks, joins and halts see each other's commits.
     FOR NO KEY UPDATE: it excludes other holders but not the foreign-key checks of rows
     that reference the run (a context write's history row), which FOR UPDATE would block
-    into a deadlock with a concurrent writer."""
-    return PipelineRun.objects.select_for_update(no_key=True).get(pk=run_id)
+    into a deadlock with a concurrent writer. A database without it (MariaDB) takes
+    FOR UPDATE."""
+    no_key = connection.features.has_select_for_no_key_update
+    return PipelineRun.objects.select_for_update(no_key=no_key).get(pk=run_id)
 
 
 def succeed(
