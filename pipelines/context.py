@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.exceptions import ContextValueError, OverwriteError
 from pipelines.frozen import freeze
-from pipelines.values import canonical, check_json, context_where
+from pipelines.values import canonical, check_json, checked_canonical, context_where
 
 if TYPE_CHECKING:
     from pipelines.models import PipelineRun
@@ -41,8 +41,7 @@ def checked_copy(key: object, value: Any) -> tuple[str, Any]:
     """Validate a write and return a private copy of the value (later mutation of the
     caller's object must not change what was staged)."""
     key = check_key(key)
-    check_json(value, where=context_where(key), error=ContextValueError)
-    return key, canonical(value)
+    return key, checked_canonical(value, where=context_where(key), error=ContextValueError)
 
 
 def load_data(run_id: int) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from pipelines.models import (
     StepKind,
     StepStatus,
 )
-from pipelines.values import canonical, check_json
+from pipelines.values import checked_canonical
 
 
 def run_trigger(
@@ -51,8 +51,8 @@ def run_trigger(
     run, also when both race: the database's unique constraint decides, not a lookup.
     """
     graph = registry.get(pipeline).graph
-    check_json(input, where="input", error=InputValueError)
-    input = canonical(input)  # as stored; also a plain copy of e.g. a read-only context.input
+    # As stored; also a plain copy of e.g. another run's read-only context.input.
+    input = checked_canonical(input, where="input", error=InputValueError)
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
     ):
@@ -183,8 +183,7 @@ def run_rerun(*, run_id: int) -> PipelineRun:
 
 def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRun:
     """Deliver an event to the step waiting for it; the next step gets ``payload``."""
-    check_json(payload, where=f"event {name!r} payload", error=InputValueError)
-    payload = canonical(payload)
+    payload = checked_canonical(payload, where=f"event {name!r} payload", error=InputValueError)
     now = timezone.now()
     with transaction.atomic():
         run = lock_run(run_id)

@@ -79,8 +79,9 @@ def _walk(value: Any, where: str, depth: int, max_depth: int) -> None:
 
 def check_json(
     value: Any, *, where: str, error: type[InvalidValueError] = InvalidValueError
-) -> None:
-    """Raise ``error`` unless ``value`` is strict JSON within the configured limits.
+) -> str:
+    """Raise ``error`` unless ``value`` is strict JSON within the configured limits; return
+    its stored text (:func:`encode`), whose size the limit counts.
 
     ``where`` names the destination, e.g. ``context["scores"]``; the message extends it with
     the path inside the value: ``context["scores"][3]: NaN is not allowed``.
@@ -92,13 +93,15 @@ def check_json(
         raise error(f"{invalid.where}: {invalid.problem}", path=invalid.where) from None
     except RecursionError:
         raise error(f"{where}: nested too deeply", path=where) from None
-    size = len(encode(value).encode())
+    text = encode(value)
+    size = len(text.encode())
     if size > conf.max_value_bytes:
         raise error(
             f"{where}: value is {size} bytes, over the limit of {conf.max_value_bytes} bytes "
             f"(PIPELINES_MAX_VALUE_BYTES)",
             path=where,
         )
+    return text
 
 
 def context_where(key: str) -> str:
@@ -124,21 +127,23 @@ _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
 )
 # What float.__repr__ writes that jsonb would not give back as the same float: an
-# exponent (1e+20, 1.5e-07) or a negative zero. The quick test skips the tokenizer for
-# the usual value that has neither; the tokenizer matches whole strings first, so text
-# inside a string is never touched.
-_MAY_RESHAPE = re.compile(r"\de[+-]|-0\.0(?![\d.e])")
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?e[+-]\d+|-0\.0(?![\d.e]))')
+# exponent (1e+20, 1.5e-07) or a negative zero. The quick test skips the rest for the
+# usual value that has neither. Otherwise the numbers are rewritten in the text between
+# strings only (a string may hold "1e+20" too): the encoder's output has a quote only
+# where a string starts or ends, so the parts between strings, joined by quotes, split
+# back into the same parts. There a number follows a comma, a colon or an opening
+# bracket (a leading comma stands in for one before a top-level number).
+_MAY_RESHAPE = re.compile(r"e[+-]\d|-0\.0(?![\d.e])")
+_STRINGS = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")')
+_RESHAPE = re.compile(r"([,:\[])(-?\d[\d.]*e[+-]\d+|-0\.0(?![\d.e]))")
 
 
-def _reshape_number(match: re.Match[str]) -> str:
-    number = match.group(1)
-    if number is None:
-        return match.group(0)  # a string, kept as it is
+def _positional(match: re.Match[str]) -> str:
+    before, number = match.groups()
     if number == "-0.0":
-        return "0.0"
+        return before + "0.0"
     text = format(Decimal(number), "f")
-    return text if "." in text else text + ".0"
+    return before + (text if "." in text else text + ".0")
 
 
 def encode(value: Any) -> str:
@@ -146,7 +151,12 @@ def encode(value: Any) -> str:
     text = _ENCODER.encode(value)
     if _MAY_RESHAPE.search(text) is None:
         return text
-    return _TOKENS.sub(_reshape_number, text)
+    parts = _STRINGS.split("," + text)  # between strings, a string, between strings, ...
+    between = '"'.join(parts[0::2])
+    if _RESHAPE.search(between) is None:
+        return text  # the look-alike was inside a string
+    parts[0::2] = _RESHAPE.sub(_positional, between).split('"')
+    return "".join(parts)[1:]
 
 
 _first = itemgetter(0)
@@ -168,6 +178,13 @@ def decode(text: str) -> Any:
 def canonical(value: Any) -> Any:
     """A private, plain copy of a checked value exactly as every database returns it."""
     return decode(encode(value))
+
+
+def checked_canonical(
+    value: Any, *, where: str, error: type[InvalidValueError] = InvalidValueError
+) -> Any:
+    """:func:`check_json`, then :func:`canonical` (one encoding serves both)."""
+    return decode(check_json(value, where=where, error=error))
 
 
 class StoredJSONEncoder(json.JSONEncoder):

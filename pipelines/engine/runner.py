@@ -46,7 +46,7 @@ from pipelines.models import (
     StepStatus,
 )
 from pipelines.step import RunInfo, Step
-from pipelines.values import canonical, check_json
+from pipelines.values import check_json, decode
 
 logger = logging.getLogger("pipelines.runner")
 
@@ -317,7 +317,7 @@ def _execute(
                     f"{where}: WaitForEvent name must be a string of 1 to 200 characters"
                 )
             outcome = Outcome(None, context, wait=result)
-        check_json(outcome.output, where=where, error=OutputValueError)
+        stored = check_json(outcome.output, where=where, error=OutputValueError)
         transition = graph.node(execution.node).transition
         if (
             execution.kind == StepKind.STEP
@@ -331,5 +331,5 @@ def _execute(
     except OutputValueError as exc:
         # A deterministic programming error: retrying would return the same value.
         return Failure(f"OutputValueError: {exc}", "", retryable=False)
-    outcome.output = canonical(outcome.output)  # an inline successor gets it as stored
+    outcome.output = decode(stored)  # as stored: an inline successor gets it so too
     return outcome

@@ -4,7 +4,10 @@ database, one decoder, and every JSON column of the engine using them."""
 from __future__ import annotations
 
 import json
+import json.encoder
+import random
 import sys
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -55,6 +58,57 @@ def test_text_inside_strings_is_never_touched() -> None:
         '"n":100000000000000000000.0}'
     )
     assert decode(encode(value)) == {'-0.0"': 0.0, "k": value["k"], "n": 1e20}
+
+
+def reference_encode(value: Any) -> str:
+    """The stored form, written the slow and obvious way: the standard library's pure-Python
+    encoder with a float formatter that never writes an exponent or a negative zero."""
+
+    def floatstr(number: float) -> str:
+        if number == 0:
+            return "0.0"
+        text = repr(number)
+        if "e" not in text:
+            return text
+        text = format(Decimal(text), "f")
+        return text if "." in text else text + ".0"
+
+    iterencode = json.encoder._make_iterencode(  # type: ignore[attr-defined]
+        {}, None, json.encoder.py_encode_basestring, None, floatstr, ":", ",", True, False, True
+    )
+    return "".join(iterencode(value, 0))
+
+
+def random_value(rnd: random.Random, depth: int = 0) -> Any:
+    kind = rnd.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rnd.choice([1e20, -1e-7, -0.0, 0.0, 5e-324, 1.5, -2.5e300, 1e16, 123.0])
+    if kind == 1:
+        return rnd.randrange(-(2**63), 2**63)
+    if kind == 2:
+        return rnd.choice(
+            ["1e+20", "-0.0", 'a"b', 'x\\"1e-5', ",1e+5,", '"', "\\", "é😀", ":-0.0]"]
+        )
+    if kind == 3:
+        return None
+    if kind == 4:
+        return rnd.random() * 10 ** rnd.randrange(-30, 30)
+    if kind == 5:
+        return rnd.choice([True, False])
+    if kind == 6:
+        return [random_value(rnd, depth + 1) for _ in range(rnd.randrange(4))]
+    keys = ["a", "b", "1e+5", "-0.0", '"q"', "é", ",-0.0"]
+    return {
+        rnd.choice(keys) + str(rnd.randrange(3)): random_value(rnd, depth + 1)
+        for _ in range(rnd.randrange(4))
+    }
+
+
+def test_encode_matches_the_obvious_encoder_on_random_values() -> None:
+    rnd = random.Random(10)
+    for _ in range(3000):
+        value = random_value(rnd)
+        assert encode(value) == reference_encode(value), value
 
 
 def test_decode_sorts_keys_in_any_order_a_database_returns_them() -> None:
