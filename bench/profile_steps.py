@@ -1,12 +1,13 @@
 """Where a step's time goes: runs chains in this process (no RQ worker) and prints the
 time and SQL statements per step, then the top of a cProfile.
 
-    python bench/profile_steps.py [--runs 50] [--profile] [--values]
+    python bench/profile_steps.py [--runs 50] [--profile] [--values [--exponents]]
 
 ``--values`` runs ``ContextChain10`` instead of no-op steps: every step reads the context
-value the step before it wrote and writes its payload's value (a ~4 kB record list of
+value the step before it wrote and writes its payload's value (a ~3 kB list of records of
 ints, floats, strings and nested objects) under a new key, so JSON encoding and decoding
-show in the figures.
+show in the figures. ``--exponents`` makes two floats of every record ones that Python
+writes with an exponent (1.5e-09, 3e+17), the costly case for the stored form.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def value_record(seed: int) -> list[dict[str, Any]]:
-    """About 4 kB of typical JSON: ids, prices, ratios, a few very large or very small
-    floats, names and nested tags."""
+def value_record(seed: int, exponents: bool = False) -> list[dict[str, Any]]:
+    """About 3 kB of typical JSON: ids, prices, ratios, small and large floats (with
+    ``exponents``, ones written with an exponent), names and nested tags."""
+    scale = 1.0 if exponents else 1e5
     return [
         {
             "id": seed * 100 + row,
             "price": round(19.99 + row * 0.37, 2),
             "ratio": (row + 1) / 7,
-            "tiny": 1.5e-9 * (row + 1),
-            "huge": 1.5e17 * (row + 1),
+            "tiny": 1.5e-9 * scale * (row + 1),
+            "huge": 1.5e17 / scale / 10 * (row + 1),
             "name": f"item {row} of run {seed}",
             "tags": {"colour": "blue", "size": row % 4, "active": row % 2 == 0},
         }
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--values", action="store_true", help="steps that read and write values")
+    parser.add_argument("--exponents", action="store_true", help="values with exponent floats")
     args = parser.parse_args()
 
     from bench.env import BenchEnv
@@ -60,7 +63,9 @@ def main() -> None:
         pipeline = "ContextChain10" if args.values else "Chain10"
 
         def first_input(n: int) -> dict[str, Any]:
-            return {"i": 0, "value": value_record(n)} if args.values else {"n": n}
+            if args.values:
+                return {"i": 0, "value": value_record(n, args.exponents)}
+            return {"n": n}
 
         def one_batch() -> tuple[float, float]:
             """Wall time and this process's CPU time per step (the CPU figure leaves out
