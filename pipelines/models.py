@@ -1,8 +1,8 @@
 """The durable record: runs, their context, step executions, attempts and joins.
 
 The database is the record of what should run; Redis only delivers ids. Every JSON column
-is written in the one canonical stored form and read through its decoder
-(:mod:`pipelines.values`), so a value reads back the same on every database.
+is a ``StoredJSONField`` (:mod:`pipelines.values`), so a value reads back the same on
+every database.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from pipelines.values import StoredJSONDecoder, StoredJSONEncoder
+from pipelines.values import StoredJSONField
 
 if TYPE_CHECKING:
     from pipelines.context import RunContextHandle
@@ -59,12 +59,8 @@ CLAIMABLE_STEP_STATUSES = (StepStatus.ENQUEUED, StepStatus.RETRYING)
 class PipelineRun(models.Model):
     pipeline = models.CharField(max_length=200, db_index=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
-    input = models.JSONField(
-        null=True, blank=True, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder
-    )
-    output = models.JSONField(
-        null=True, blank=True, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder
-    )
+    input = StoredJSONField(null=True, blank=True)
+    output = StoredJSONField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why the run failed or was halted.")
     # NULL (not "") for "no key": the unique constraint must ignore runs without one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -135,7 +131,7 @@ class RunContext(models.Model):
     run = models.OneToOneField(
         PipelineRun, primary_key=True, on_delete=models.CASCADE, related_name="context_row"
     )
-    data = models.JSONField(default=dict, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder)
+    data = StoredJSONField(default=dict)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -176,12 +172,8 @@ class StepExecution(models.Model):
     status = models.CharField(max_length=16, choices=StepStatus.choices)
     attempt = models.PositiveIntegerField(default=1, help_text="The current (or last) attempt.")
     queue = models.CharField(max_length=100)
-    payload = models.JSONField(
-        null=True, blank=True, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder
-    )
-    output = models.JSONField(
-        null=True, blank=True, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder
-    )
+    payload = StoredJSONField(null=True, blank=True)
+    output = StoredJSONField(null=True, blank=True)
     route = models.CharField(max_length=200, blank=True, help_text="Route chosen by divert.")
     barrier = models.ForeignKey(
         JoinBarrier, null=True, blank=True, on_delete=models.CASCADE, related_name="members"
@@ -260,9 +252,7 @@ class ContextWrite(models.Model):
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="context_writes")
     key = models.CharField(max_length=255)
-    value = models.JSONField(
-        null=True, blank=True, encoder=StoredJSONEncoder, decoder=StoredJSONDecoder
-    )
+    value = StoredJSONField(null=True, blank=True)
     execution = models.ForeignKey(
         StepExecution, null=True, blank=True, on_delete=models.CASCADE, related_name="writes"
     )

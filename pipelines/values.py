@@ -16,6 +16,8 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+from django.db import models
+
 from pipelines.conf import get_settings
 from pipelines.exceptions import InvalidValueError
 
@@ -109,23 +111,24 @@ def context_where(key: str) -> str:
 
 
 # --- The stored form -----------------------------------------------------------------------
-# PostgreSQL's jsonb keeps numbers as `numeric` and objects in its own key order (shorter
-# keys first); SQLite and MariaDB keep the text as written. So that a value reads back
-# the same on every database, every JSON column is written in one canonical text:
+# PostgreSQL's jsonb keeps numbers as `numeric` and objects in its own key order; SQLite
+# and MariaDB keep the text as written. So that a value reads back the same on every
+# database:
 #
-# * floats positionally, always with a decimal point (1e20 as 100000000000000000000.0):
-#   jsonb keeps the digits and the scale, so a float never comes back as an integer;
-# * -0.0 as 0.0: numeric has no negative zero;
-# * object keys in code-point order, and sorted again when read, because jsonb returns
-#   them in its own order.
+# * floats are written positionally, always with a decimal point (1e20 as
+#   100000000000000000000.0): jsonb keeps the digits and the scale, so a float never
+#   comes back as an integer;
+# * -0.0 is written as 0.0: numeric has no negative zero;
+# * objects come back in jsonb's key order on every database: shorter keys (in UTF-8
+#   bytes) first, keys of one length in code-point order. PostgreSQL returns them so
+#   already; reading the other databases sorts them.
 #
-# A value checked by check_json is stored only in this form (:func:`encode`), read only
-# through :class:`StoredJSONDecoder`, and the engine hands steps :func:`canonical` copies,
-# so a value passed in memory equals the same value read from any database.
+# Every engine column is a :class:`StoredJSONField`, so values are stored only as
+# :func:`encode` writes them and read only as :func:`decode` (or jsonb) returns them; the
+# engine hands steps :func:`canonical` copies, so a value passed in memory equals the
+# same value read from any database.
 
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
-)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # What float.__repr__ writes that jsonb would not give back as the same float: an
 # exponent (1e+20, 1.5e-07) or a negative zero. The quick test skips the rest for the
 # usual value that has neither. Otherwise the numbers are rewritten in the text between
@@ -147,7 +150,7 @@ def _positional(match: re.Match[str]) -> str:
 
 
 def encode(value: Any) -> str:
-    """The canonical JSON text of a checked value: the only form the engine stores."""
+    """The JSON text the engine stores for a checked value."""
     text = _ENCODER.encode(value)
     if _MAY_RESHAPE.search(text) is None:
         return text
@@ -162,16 +165,21 @@ def encode(value: Any) -> str:
 _first = itemgetter(0)
 
 
-def _sorted_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    pairs.sort(key=_first)
+def _utf8_length(pair: tuple[str, Any]) -> int:
+    return len(pair[0].encode())
+
+
+def _jsonb_ordered(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    pairs.sort(key=_first)  # code-point order, which is UTF-8's byte order
+    pairs.sort(key=_utf8_length)  # stable: shorter keys first
     return dict(pairs)
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_sorted_object)
+_DECODER = json.JSONDecoder(object_pairs_hook=_jsonb_ordered)
 
 
 def decode(text: str) -> Any:
-    """A stored value as Python: objects with their keys in code-point order."""
+    """Stored text as Python, with every object's keys in jsonb's order."""
     return _DECODER.decode(text)
 
 
@@ -188,15 +196,33 @@ def checked_canonical(
 
 
 class StoredJSONEncoder(json.JSONEncoder):
-    """The JSONField encoder of every engine column: writes :func:`encode`'s text,
-    whatever options ``json.dumps`` passes."""
+    """Writes :func:`encode`'s text, whatever options ``json.dumps`` passes (Django and
+    psycopg call it with their own)."""
 
     def encode(self, o: Any) -> str:
         return encode(o)
 
 
 class StoredJSONDecoder(json.JSONDecoder):
-    """The JSONField decoder of every engine column: reads as :func:`decode` does."""
+    """Reads as :func:`decode` does."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{**kwargs, "object_pairs_hook": _sorted_object})
+        super().__init__(**{**kwargs, "object_pairs_hook": _jsonb_ordered})
+
+
+class StoredJSONField(models.JSONField):
+    """A JSON column in the stored form, on every database."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(encoder=StoredJSONEncoder, decoder=StoredJSONDecoder)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        del kwargs["encoder"], kwargs["decoder"]
+        return name, path, args, kwargs
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if connection.vendor == "postgresql" and isinstance(value, str):
+            return json.loads(value)  # jsonb returns keys in its order already
+        return super().from_db_value(value, expression, connection)

@@ -13,10 +13,13 @@ SQLite and MariaDB (``DATABASE_URL``) compares the three.
 
 from __future__ import annotations
 
+import json
+import random
 import sys
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from pipelines.engine.runner import run_chain, run_execution
 from pipelines.exceptions import InvalidValueError
@@ -28,7 +31,7 @@ from pipelines.models import (
     StepExecution,
     StepStatus,
 )
-from pipelines.values import check_json
+from pipelines.values import check_json, decode, encode
 from tests.testapp import pipelines as p
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
@@ -72,10 +75,11 @@ EDGES: dict[str, tuple[Any, Any]] = {
     "true": (True, True),
     "false": (False, False),
     "null": (None, None),
-    # Objects come back with their keys in code-point order, at every level.
+    # Objects come back in jsonb's key order, at every level: shorter keys (in UTF-8
+    # bytes) first, keys of one length in code-point order.
     "key order": (
         {"b": 1, "aa": 2, "a": 3, "é": 4, "Z": 5, "": 6, "10": 7, "9": 8},
-        {"": 6, "10": 7, "9": 8, "Z": 5, "a": 3, "aa": 2, "b": 1, "é": 4},
+        {"": 6, "9": 8, "Z": 5, "a": 3, "b": 1, "10": 7, "aa": 2, "é": 4},
     ),
     "key order nested": (
         [{"z": {"yy": 1, "x": [{"b": 0, "a": 1e20}]}, "a": None}],
@@ -96,8 +100,14 @@ EDGES: dict[str, tuple[Any, Any]] = {
     ),
 }
 GIVEN = {name: given for name, (given, _) in EDGES.items()}
-# The table as a step gets it back: an object, so its keys are in code-point order too.
-EXPECTED = {name: EDGES[name][1] for name in sorted(EDGES)}
+
+
+def jsonb_order(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data[key] for key in sorted(data, key=lambda key: (len(key.encode()), key))}
+
+
+# The table as a step gets it back: an object, so its keys are in jsonb's order too.
+EXPECTED = jsonb_order({name: expected for name, (_, expected) in EDGES.items()})
 
 
 def finish(run: PipelineRun, *, inline: bool) -> None:
@@ -171,7 +181,7 @@ def test_edge_values_round_trip_through_a_run(redis_conn, inline):
     written = dict(
         ContextWrite.objects.filter(run=run, key__in=list(EXPECTED)).values_list("key", "value")
     )
-    assert_same(dict(sorted(written.items())), EXPECTED, "the context's history")
+    assert_same(jsonb_order(written), EXPECTED, "the context's history")
 
 
 def test_edge_values_round_trip_through_outside_writes(redis_conn):
@@ -180,12 +190,12 @@ def test_edge_values_round_trip_through_outside_writes(redis_conn):
         run.context.set(name, given)
     run.context.set("table", GIVEN)
 
-    everything = dict(sorted({**EXPECTED, "table": EXPECTED}.items()))
+    everything = jsonb_order({**EXPECTED, "table": EXPECTED})
     assert_same(run.context.to_dict(), everything, "run.context")
     for name, expected in EXPECTED.items():
         assert_same(run.context.get(name), expected, f"run.context.get({name!r})")
     history = dict(ContextWrite.objects.filter(run=run).values_list("key", "value"))
-    assert_same(dict(sorted(history.items())), everything, "history")
+    assert_same(jsonb_order(history), everything, "history")
 
 
 def test_a_float_that_jsonb_would_make_a_huge_integer_can_be_stored_again(redis_conn):
@@ -212,3 +222,17 @@ def test_the_deepest_value_the_check_accepts_round_trips(redis_conn, leaf):
     assert_same(run.output, value, "run.output")
     assert_same(run.context.get("kept"), value, "context written by the step")
     assert_same(run.context.get("outside"), value, "context written from outside")
+
+
+def test_keys_come_back_in_the_order_postgresql_gives_them():
+    """The decoder's order is jsonb's: on PostgreSQL, compare it with the server's."""
+    if connection.vendor != "postgresql":
+        pytest.skip("compares with PostgreSQL's own jsonb order")
+    rnd = random.Random(6)
+    alphabet = ["a", "b", "B", "0", "_", "é", "ß", "✓", "😀", "\u007f", " "]
+    keys = {"".join(rnd.choices(alphabet, k=rnd.randrange(6))) for _ in range(300)}
+    text = encode({key: i for i, key in enumerate(keys)})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::jsonb::text", [text])
+        from_server = json.loads(cursor.fetchone()[0])
+    assert list(decode(text)) == list(from_server)
