@@ -43,3 +43,34 @@ class Chain10(Pipeline):
 
 class Fanout(Pipeline):
     definition = start(Items).expand(Noop).collapse(Gather)
+
+
+class Remember(Step):
+    """Reads the value the previous step stored and stores the payload's value under a
+    new key: one context read and one write per step, of whatever size the payload has."""
+
+    def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        index = payload["i"]
+        if index:
+            assert self.context.get(f"k{index - 1}") == payload["value"]
+        self.context.set(f"k{index}", payload["value"])
+        return {"i": index + 1, "value": payload["value"]}
+
+
+class RememberB(Remember):
+    pass
+
+
+class ContextChain10(Pipeline):
+    definition = (
+        start(Remember)
+        .chain(RememberB)
+        .chain(Remember)
+        .chain(RememberB)
+        .chain(Remember)
+        .chain(RememberB)
+        .chain(Remember)
+        .chain(RememberB)
+        .chain(Remember)
+        .chain(RememberB)
+    )

@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, register
 from django.core.checks import Warning as CheckWarning
 
 from pipelines import registry
+from pipelines.conf import PORTABLE_MAX_VALUE_DEPTH, PipelineSettings, get_settings
 from pipelines.exceptions import DefinitionError
 
 
@@ -34,6 +35,7 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                     )
                 )
     errors += check_sqlite(settings.DATABASES.get("default", {}))
+    errors += check_value_depth(settings.DATABASES.get("default", {}), get_settings())
     return errors
 
 
@@ -57,5 +59,21 @@ def check_sqlite(db: dict[str, Any]) -> list[CheckMessage]:
             "on lock upgrades",
             hint=f"Add to your settings, after DATABASES: {SQLITE_OPTIONS}",
             id="pipelines.W003",
+        )
+    ]
+
+
+def check_value_depth(db: dict[str, Any], conf: PipelineSettings) -> list[CheckMessage]:
+    if not db.get("ENGINE", "").endswith("mysql"):
+        return []
+    if conf.max_value_depth <= PORTABLE_MAX_VALUE_DEPTH:
+        return []
+    # The strict check would accept values that MariaDB then refuses mid-commit.
+    return [
+        Error(
+            f"PIPELINES_MAX_VALUE_DEPTH is {conf.max_value_depth}; MariaDB stores values "
+            f"nested at most {PORTABLE_MAX_VALUE_DEPTH} levels deep",
+            hint=f"Set PIPELINES_MAX_VALUE_DEPTH to {PORTABLE_MAX_VALUE_DEPTH} or less.",
+            id="pipelines.E004",
         )
     ]

@@ -34,6 +34,11 @@ class PipelineSettings:
     store: str
 
 
+# The deepest value every supported database stores. MariaDB refuses JSON nested more
+# than 31 containers deep; a run's context document holds each value one level down, and
+# the check counts an empty list or object at the bottom as a leaf, not a level.
+PORTABLE_MAX_VALUE_DEPTH = 29
+
 DEFAULTS = {
     # The django-rq queue steps go to unless the step class names its own.
     "PIPELINES_QUEUE": "pipelines",
@@ -50,7 +55,7 @@ DEFAULTS = {
     "PIPELINES_MAX_EXPAND": 10_000,
     # Limits on every stored JSON value (context values, inputs, outputs).
     "PIPELINES_MAX_VALUE_BYTES": 1_048_576,
-    "PIPELINES_MAX_VALUE_DEPTH": 64,
+    "PIPELINES_MAX_VALUE_DEPTH": PORTABLE_MAX_VALUE_DEPTH,
     # How often one attempt may be re-run because a concurrent step took a key it staged.
     "PIPELINES_MAX_CONFLICT_RERUNS": 20,
     # Recovery. A running step touches its heartbeat this often (seconds) ...

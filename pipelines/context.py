@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from pipelines.exceptions import ContextKeyError, ContextValueError, OverwriteError
 from pipelines.frozen import freeze
 from pipelines.models import ContextWrite, RunContext
-from pipelines.values import check_json, context_where, dumps
+from pipelines.values import canonical, check_json, checked_canonical, context_where
 
 MAX_KEY_LENGTH = 255
 
@@ -41,8 +41,7 @@ def checked_copy(key: object, value: Any) -> tuple[str, Any]:
     """Validate a write and return a private copy of the value (later mutation of the
     caller's object must not change what was staged)."""
     key = check_key(key)
-    check_json(value, where=context_where(key), error=ContextValueError)
-    return key, json.loads(dumps(value))
+    return key, checked_canonical(value, where=context_where(key), error=ContextValueError)
 
 
 def load_data(run_id: int) -> dict[str, Any]:
@@ -123,7 +122,7 @@ class StepContext(ContextReader):
 
     def _view(self) -> dict[str, Any]:
         data = load_data(self.run_id)
-        data.update({key: json.loads(dumps(v)) for key, (v, _) in self.staged.items()})
+        data.update({key: canonical(v) for key, (v, _) in self.staged.items()})
         return data
 
     def set(self, key: str, value: Any, *, overwrite: bool = False) -> None:

@@ -1,6 +1,8 @@
 """The durable record: runs, their context, step executions, attempts and joins.
 
-The database is the record of what should run; Redis only delivers ids.
+The database is the record of what should run; Redis only delivers ids. Every JSON column
+is a ``StoredJSONField`` (:mod:`pipelines.values`), so a value reads back the same on
+every database.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pipelines.lifecycle import (
     StepStatus,
 )
 from pipelines.steering import steering
+from pipelines.values import StoredJSONField
 
 
 class PipelineDefinition(models.Model):
@@ -28,7 +31,7 @@ class PipelineDefinition(models.Model):
 
     hash = models.CharField(max_length=64, primary_key=True)
     pipeline = models.CharField(max_length=200)
-    graph = models.JSONField()
+    graph = StoredJSONField()
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -46,8 +49,8 @@ class PipelineRun(models.Model):
         help_text="The graph this run advances by: its pipeline as it was when triggered.",
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
-    input = models.JSONField(null=True, blank=True)
-    output = models.JSONField(null=True, blank=True)
+    input = StoredJSONField(null=True, blank=True)
+    output = StoredJSONField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why the run failed or was halted.")
     # NULL (not "") for "no key": the unique constraint must ignore runs without one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -139,7 +142,7 @@ class RunContext(models.Model):
     run = models.OneToOneField(
         PipelineRun, primary_key=True, on_delete=models.CASCADE, related_name="context_row"
     )
-    data = models.JSONField(default=dict)
+    data = StoredJSONField(default=dict)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -180,8 +183,8 @@ class StepExecution(models.Model):
     status = models.CharField(max_length=16, choices=StepStatus.choices)
     attempt = models.PositiveIntegerField(default=1, help_text="The current (or last) attempt.")
     queue = models.CharField(max_length=100)
-    payload = models.JSONField(null=True, blank=True)
-    output = models.JSONField(null=True, blank=True)
+    payload = StoredJSONField(null=True, blank=True)
+    output = StoredJSONField(null=True, blank=True)
     route = models.CharField(max_length=200, blank=True, help_text="Route chosen by divert.")
     barrier = models.ForeignKey(
         JoinBarrier, null=True, blank=True, on_delete=models.CASCADE, related_name="members"
@@ -260,7 +263,7 @@ class ContextWrite(models.Model):
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="context_writes")
     key = models.CharField(max_length=255)
-    value = models.JSONField(null=True, blank=True)
+    value = StoredJSONField(null=True, blank=True)
     execution = models.ForeignKey(
         StepExecution, null=True, blank=True, on_delete=models.CASCADE, related_name="writes"
     )

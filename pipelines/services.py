@@ -22,7 +22,6 @@ from pipelines.exceptions import (
     OverwriteError,
     PipelineError,
 )
-from pipelines.frozen import thaw
 from pipelines.lifecycle import (
     ACTIVE_RUN_STATUSES,
     UNSTARTED_STEP_STATUSES,
@@ -31,7 +30,7 @@ from pipelines.lifecycle import (
     StepStatus,
 )
 from pipelines.models import PipelineRun, RunContext, StepExecution
-from pipelines.values import check_json, check_text
+from pipelines.values import check_text, checked_canonical
 
 MAX_REASON = 2000  # a cancel reason becomes the run's error
 MAX_EVENT_NAME = 200  # StepExecution.event_name
@@ -48,8 +47,8 @@ def run_trigger(
     run, also when both race: the database's unique constraint decides, not a lookup.
     """
     graph = registry.get(pipeline).graph
-    check_json(input, where="input", error=InputValueError)
-    input = thaw(input)  # e.g. another run's read-only context.input
+    # As stored; also a plain copy of e.g. another run's read-only context.input.
+    input = checked_canonical(input, where="input", error=InputValueError)
     if idempotency_key is not None:
         check_text(idempotency_key, what="idempotency_key", max_length=255, error=InputValueError)
     with transaction.atomic():
@@ -172,8 +171,7 @@ def run_rerun(*, run_id: int) -> PipelineRun:
 def run_send_event(*, run_id: int, name: str, payload: Any = None) -> PipelineRun:
     """Deliver an event to the step waiting for it; the next step gets ``payload``."""
     check_text(name, what="event name", max_length=MAX_EVENT_NAME, error=InputValueError)
-    check_json(payload, where=f"event {name!r} payload", error=InputValueError)
-    payload = thaw(payload)
+    payload = checked_canonical(payload, where=f"event {name!r} payload", error=InputValueError)
     store = get_store()
     with transaction.atomic():
         run = store.lock_run(run_id)

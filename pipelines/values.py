@@ -1,8 +1,10 @@
-"""Strict JSON checking for everything the engine stores: context values, trigger inputs
-and step outputs.
+"""Strict JSON for everything the engine stores: context values, trigger inputs, step
+payloads and outputs, event payloads.
 
-The check runs in Python before any database is touched, so SQLite and PostgreSQL reject
+The check runs in Python before any database is touched, so every database rejects
 exactly the same values with exactly the same message, and nothing is half-written.
+Values are then written in one canonical text and read through one decoder (the stored
+form, at the end of this module), so what comes back is the same on every database.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
+from operator import itemgetter
 from typing import Any
+
+from django.db import models
 
 from pipelines.conf import get_settings
 from pipelines.exceptions import InvalidValueError
@@ -78,8 +84,9 @@ def _walk(value: Any, where: str, depth: int, max_depth: int) -> None:
 
 def check_json(
     value: Any, *, where: str, error: type[InvalidValueError] = InvalidValueError
-) -> None:
-    """Raise ``error`` unless ``value`` is strict JSON within the configured limits.
+) -> str:
+    """Raise ``error`` unless ``value`` is strict JSON within the configured limits; return
+    its stored text (:func:`encode`), whose size the limit counts.
 
     ``where`` names the destination, e.g. ``context["scores"]``; the message extends it with
     the path inside the value: ``context["scores"][3]: NaN is not allowed``.
@@ -91,17 +98,15 @@ def check_json(
         raise error(f"{invalid.where}: {invalid.problem}", path=invalid.where) from None
     except RecursionError:
         raise error(f"{where}: nested too deeply", path=where) from None
-    size = len(dumps(value).encode())
+    text = encode(value)
+    size = len(text.encode())
     if size > conf.max_value_bytes:
         raise error(
             f"{where}: value is {size} bytes, over the limit of {conf.max_value_bytes} bytes "
             f"(PIPELINES_MAX_VALUE_BYTES)",
             path=where,
         )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def context_where(key: str) -> str:
@@ -128,3 +133,121 @@ def check_text(
     except _Invalid as invalid:
         raise error(f"{invalid.where}: {invalid.problem}", path=what) from None
     return value
+
+
+# --- The stored form -----------------------------------------------------------------------
+# PostgreSQL's jsonb keeps numbers as `numeric` and objects in its own key order; SQLite
+# and MariaDB keep the text as written. So that a value reads back the same on every
+# database:
+#
+# * floats are written positionally, always with a decimal point (1e20 as
+#   100000000000000000000.0): jsonb keeps the digits and the scale, so a float never
+#   comes back as an integer;
+# * -0.0 is written as 0.0: numeric has no negative zero;
+# * objects come back in jsonb's key order on every database: shorter keys (in UTF-8
+#   bytes) first, keys of one length in code-point order. PostgreSQL returns them so
+#   already; reading the other databases sorts them.
+#
+# Every engine column is a :class:`StoredJSONField`, so values are stored only as
+# :func:`encode` writes them and read only as :func:`decode` (or jsonb) returns them; the
+# engine hands steps :func:`canonical` copies, so a value passed in memory equals the
+# same value read from any database.
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# What float.__repr__ writes that jsonb would not give back as the same float: an
+# exponent (1e+20, 1.5e-07) or a negative zero. The quick test skips the rest for the
+# usual value that has neither. Otherwise the numbers are rewritten in the text between
+# strings only (a string may hold "1e+20" too): the encoder's output has a quote only
+# where a string starts or ends, so the parts between strings, joined by quotes, split
+# back into the same parts. There a number follows a comma, a colon or an opening
+# bracket (a leading comma stands in for one before a top-level number).
+_MAY_RESHAPE = re.compile(r"e[+-]\d|-0\.0(?![\d.e])")
+_STRINGS = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")')
+_RESHAPE = re.compile(r"([,:\[])(-?\d[\d.]*e[+-]\d+|-0\.0(?![\d.e]))")
+
+
+def _positional(match: re.Match[str]) -> str:
+    before, number = match.groups()
+    if number == "-0.0":
+        return before + "0.0"
+    text = format(Decimal(number), "f")
+    return before + (text if "." in text else text + ".0")
+
+
+def encode(value: Any) -> str:
+    """The JSON text the engine stores for a checked value."""
+    text = _ENCODER.encode(value)
+    if _MAY_RESHAPE.search(text) is None:
+        return text
+    parts = _STRINGS.split("," + text)  # between strings, a string, between strings, ...
+    between = '"'.join(parts[0::2])
+    if _RESHAPE.search(between) is None:
+        return text  # the look-alike was inside a string
+    parts[0::2] = _RESHAPE.sub(_positional, between).split('"')
+    return "".join(parts)[1:]
+
+
+_first = itemgetter(0)
+
+
+def _utf8_length(pair: tuple[str, Any]) -> int:
+    return len(pair[0].encode())
+
+
+def _jsonb_ordered(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    pairs.sort(key=_first)  # code-point order, which is UTF-8's byte order
+    pairs.sort(key=_utf8_length)  # stable: shorter keys first
+    return dict(pairs)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_jsonb_ordered)
+
+
+def decode(text: str) -> Any:
+    """Stored text as Python, with every object's keys in jsonb's order."""
+    return _DECODER.decode(text)
+
+
+def canonical(value: Any) -> Any:
+    """A private, plain copy of a checked value exactly as every database returns it."""
+    return decode(encode(value))
+
+
+def checked_canonical(
+    value: Any, *, where: str, error: type[InvalidValueError] = InvalidValueError
+) -> Any:
+    """:func:`check_json`, then :func:`canonical` (one encoding serves both)."""
+    return decode(check_json(value, where=where, error=error))
+
+
+class StoredJSONEncoder(json.JSONEncoder):
+    """Writes :func:`encode`'s text, whatever options ``json.dumps`` passes (Django and
+    psycopg call it with their own)."""
+
+    def encode(self, o: Any) -> str:
+        return encode(o)
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """Reads as :func:`decode` does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "object_pairs_hook": _jsonb_ordered})
+
+
+class StoredJSONField(models.JSONField):
+    """A JSON column in the stored form, on every database."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(encoder=StoredJSONEncoder, decoder=StoredJSONDecoder)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        del kwargs["encoder"], kwargs["decoder"]
+        return name, path, args, kwargs
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if connection.vendor == "postgresql" and isinstance(value, str):
+            return json.loads(value)  # jsonb returns keys in its order already
+        return super().from_db_value(value, expression, connection)

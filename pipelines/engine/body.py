@@ -19,7 +19,7 @@ from pipelines.frozen import thaw
 from pipelines.lifecycle import RunStatus, StepKind
 from pipelines.models import PipelineRun, StepExecution
 from pipelines.step import RunInfo, Step
-from pipelines.values import check_json
+from pipelines.values import check_json, decode
 
 MAX_NAME = 200  # Route keys and event names are stored in 200-character columns
 
@@ -48,7 +48,6 @@ def run_body(
     except OutputValueError as exc:
         # A deterministic programming error: retrying would return the same value.
         return Failure(f"OutputValueError: {exc}", "", retryable=False)
-    outcome.output = thaw(outcome.output)
     return outcome
 
 
@@ -84,7 +83,7 @@ def _checked(
                 f"{where}: WaitForEvent name must be a string of 1 to {MAX_NAME} characters"
             )
         outcome = Outcome(None, context, wait=result)
-    check_json(outcome.output, where=where, error=OutputValueError)
+    stored = check_json(outcome.output, where=where, error=OutputValueError)
     transition = graph.node(execution.node).transition
     if (
         execution.kind == StepKind.STEP
@@ -95,4 +94,6 @@ def _checked(
         raise OutputValueError(
             f"{where}: expand needs a list to iterate, got {type(outcome.output).__name__}"
         )
+    # What the next step gets is what a database read would give, also when it runs here.
+    outcome.output = decode(stored)
     return outcome

@@ -30,7 +30,8 @@ def test_demo_command_runs_the_pipeline_on_the_embedded_defaults(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "Run 1: succeeded" in out
-    assert 'Output: {"customer_id": 7, "carrier": "express", "parcels": 2}' in out
+    # Keys in jsonb's order on every database (here SQLite): shorter keys first.
+    assert 'Output: {"carrier": "express", "parcels": 2, "customer_id": 7}' in out
     assert "order_total = 2999  [step ValidateOrder.0 (execution 1) attempt 1 at" in out
     assert 'parcels = ["parcel-a1", "parcel-b2"]' in out
     assert "ChooseCarrier.5      succeeded" in out

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from pipelines.conf import DEFAULTS
 from pipelines.exceptions import InputValueError
 from pipelines.services import run_cancel, run_send_event, run_trigger
 from tests.helpers.inprocess import drive
@@ -26,6 +27,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest
 
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+# The default PIPELINES_MAX_VALUE_DEPTH: the deepest value every supported database stores.
+LIMIT = DEFAULTS["PIPELINES_MAX_VALUE_DEPTH"]
 
 
 @pytest.fixture
@@ -92,12 +97,12 @@ DASHBOARD = {
         400,
         "The payload: nested too deeply",
     ),
-    "event payload 65 deep": (
+    "event payload one level too deep": (
         "post",
         "/pipelines/runs/{run}/event/",
-        {"name": "approved", "payload": nested(65)},
+        {"name": "approved", "payload": nested(LIMIT + 1)},
         400,
-        "nested deeper than 64 levels",
+        f"nested deeper than {LIMIT} levels",
     ),
     "event name with NUL": (
         "post",
@@ -136,10 +141,10 @@ def test_dashboard_answers_bad_input(web, waiting, case):
     assert waiting.status == "waiting"  # nothing was done
 
 
-def test_exactly_64_levels_pass_the_event_form(web, waiting):
+def test_exactly_the_depth_limit_passes_the_event_form(web, waiting):
     response = web.post(
         reverse("pipelines:send-event", args=[waiting.pk]),
-        {"name": "approved", "payload": '{"by": ' + nested(63) + "}"},
+        {"name": "approved", "payload": '{"by": ' + nested(LIMIT - 1) + "}"},
     )
     assert response.status_code == 302
     waiting.refresh_from_db()
@@ -179,9 +184,9 @@ COMMAND = {
         ["trigger", "ChainPipeline", "--input", nested(5000)],
         "nested too deeply",
     ),
-    "input 65 deep": (
-        ["trigger", "ChainPipeline", "--input", nested(65)],
-        "nested deeper than 64 levels",
+    "input one level too deep": (
+        ["trigger", "ChainPipeline", "--input", nested(LIMIT + 1)],
+        f"nested deeper than {LIMIT} levels",
     ),
     "idempotency key with a lone surrogate": (
         ["trigger", "ChainPipeline", "--idempotency-key", b"k\xff"],
@@ -238,7 +243,10 @@ def test_command_escapes_terminal_controls_in_keys_values_and_errors(redis_conn)
         (lambda: run_trigger(pipeline="ChainPipeline", idempotency_key="a\x00b"), "NUL"),
         (lambda: run_trigger(pipeline="ChainPipeline", idempotency_key="x\ud800"), "surrogate"),
         (lambda: run_trigger(pipeline="ChainPipeline", idempotency_key="k" * 256), "1 to 255"),
-        (lambda: run_trigger(pipeline="ChainPipeline", input=json.loads(nested(65))), "64 levels"),
+        (
+            lambda: run_trigger(pipeline="ChainPipeline", input=json.loads(nested(LIMIT + 1))),
+            f"{LIMIT} levels",
+        ),
     ],
 )
 def test_services_refuse_bad_strings_before_the_database_sees_them(redis_conn, call, message):

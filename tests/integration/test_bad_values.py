@@ -20,7 +20,7 @@ EXPECTED_CONTEXT = {
     "set": 'ContextValueError: context["scores"]: set is not a JSON type (use a list)',
     "bytes": 'ContextValueError: context["scores"]: bytes is not a JSON type',
     "non-str key": 'ContextValueError: context["scores"]: object keys must be str, got int key 1',
-    "too deep": "nested deeper than 64 levels (PIPELINES_MAX_VALUE_DEPTH)",
+    "too deep": "nested deeper than 29 levels (PIPELINES_MAX_VALUE_DEPTH)",
     "too large": 'ContextValueError: context["scores"]: value is 1048579 bytes, over the limit '
     "of 1048576 bytes (PIPELINES_MAX_VALUE_BYTES)",
     "nested nan": 'ContextValueError: context["scores"]["scores"][3]: NaN is not allowed',

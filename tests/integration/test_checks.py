@@ -55,3 +55,21 @@ def test_check_asks_for_immediate_transactions_on_sqlite_with_the_exact_snippet(
 
     assert check_sqlite({**sqlite, "OPTIONS": {"transaction_mode": "IMMEDIATE"}}) == []
     assert check_sqlite({"ENGINE": "django.db.backends.postgresql"}) == []
+
+
+def test_check_refuses_a_depth_mariadb_cannot_store():
+    from dataclasses import replace
+
+    from pipelines.checks import check_value_depth
+    from pipelines.conf import get_settings
+
+    mariadb = {"ENGINE": "django.db.backends.mysql", "NAME": "x"}
+    deep = replace(get_settings(), max_value_depth=30)
+    errors = check_value_depth(mariadb, deep)
+    assert [e.id for e in errors] == ["pipelines.E004"]
+    assert errors[0].msg == (
+        "PIPELINES_MAX_VALUE_DEPTH is 30; MariaDB stores values nested at most 29 levels deep"
+    )
+
+    assert check_value_depth(mariadb, get_settings()) == []
+    assert check_value_depth({"ENGINE": "django.db.backends.postgresql"}, deep) == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import django_rq
 
-from pipelines import OverwriteError, Pipeline, Route, Step, start
+from pipelines import OverwriteError, Pipeline, Route, Step, WaitForEvent, start
 
 
 def bump(name: str) -> int:
@@ -275,6 +275,73 @@ class BadRoute(Step):
 
 class BadRoutePipeline(Pipeline):
     definition = start(BadRoute).divert({"a": RouteA}, otherwise=Otherwise).on_halt(RecordHalt)
+
+
+class _Witness(Step):
+    """Records, as ``repr`` strings (which tell 1e20 from 10**20, -0.0 from 0.0 and show
+    key order), the payload it got and the context values named by the payload's keys."""
+
+    def witness(self, payload: Any, table: dict[str, Any]) -> None:
+        context = {name: self.context.get(name) for name in table}
+        self.context.set(
+            f"seen by {type(self).__name__}", {"payload": repr(payload), "context": repr(context)}
+        )
+
+
+class StoreValues(_Witness):
+    def execute(self, table: dict[str, Any]) -> dict[str, Any]:
+        for name, value in table.items():
+            self.context.set(name, value)
+        self.witness(table, table)  # the context as staged in this attempt
+        return table
+
+
+class SeeValues(_Witness):
+    def execute(self, table: dict[str, Any]) -> dict[str, Any]:
+        self.witness(table, table)
+        return table
+
+
+class AwaitValues(Step):
+    def execute(self, table: dict[str, Any]) -> WaitForEvent:
+        return WaitForEvent("values")
+
+
+class SeeValuesB(SeeValues):
+    pass
+
+
+class SeeValuesC(SeeValues):
+    pass
+
+
+class CollectValues(_Witness):
+    def execute(self, tables: list[dict[str, Any]]) -> dict[str, Any]:
+        self.witness(tables, tables[0])
+        return tables[0]
+
+
+class KeepValue(Step):
+    def execute(self, payload: Any) -> Any:
+        self.context.set("kept", payload)
+        return payload
+
+
+class KeepPipeline(Pipeline):
+    definition = start(KeepValue).chain(Identity)
+
+
+class RoundTripPipeline(Pipeline):
+    """Every way a value travels: trigger input, step output to payload, context writes
+    and reads, an event payload, divide and combine, the run's output."""
+
+    definition = (
+        start(StoreValues)
+        .chain(SeeValues)
+        .chain(AwaitValues)
+        .divide([SeeValuesB, SeeValuesC])
+        .combine(CollectValues)
+    )
 
 
 from tests.testapp import fault_pipelines  # noqa: E402,F401 - registers the fault pipelines

@@ -162,13 +162,14 @@ def test_nested_too_deep() -> None:
     )
 
 
-def test_default_max_depth_is_64() -> None:
-    check_json(nested_lists(64), where="input")
-    with pytest.raises(InvalidValueError, match=r"nested deeper than 64 levels"):
-        check_json(nested_lists(65), where="input")
+def test_default_max_depth_is_what_every_database_stores() -> None:
+    check_json(nested_lists(29), where="input")
+    with pytest.raises(InvalidValueError, match=r"nested deeper than 29 levels"):
+        check_json(nested_lists(30), where="input")
 
 
 @pytest.mark.parametrize("innermost", [[], {}])
+@override_settings(PIPELINES_MAX_VALUE_DEPTH=64)
 def test_depth_counts_containers_so_64_means_64(innermost: Any) -> None:
     """An empty list or object is a level too: 64 nested containers pass, 65 do not."""
     check_json(nested_lists(63, leaf=innermost), where="input")
@@ -228,7 +229,7 @@ def test_size_counts_utf8_bytes_of_compact_json() -> None:
         {},
         [1, "a", None, True, 2.5, [], {}],
         {"a": {"b": [1, {"c": ["d", {"e": None}]}]}, "ünï": "😀", "": 0},
-        nested_lists(63, leaf={}),  # 64 containers: exactly the limit
+        nested_lists(28, leaf={}),  # 29 containers: exactly the default limit
     ],
 )
 def test_good_values_pass_unchanged(value: Any) -> None:

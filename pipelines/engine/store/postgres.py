@@ -10,7 +10,6 @@ stores on the same scenarios and compares the rows they leave.
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from typing import Any
 
@@ -26,6 +25,7 @@ from pipelines.engine.store.orm import OrmStore, Writer, Writes, logger
 from pipelines.engine.store.sql import statement
 from pipelines.lifecycle import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
 from pipelines.models import JoinBarrier, PipelineRun, StepExecution
+from pipelines.values import encode
 
 
 def _instance(model: type[Model], names: list[str], values: list[Any]) -> Any:
@@ -203,13 +203,12 @@ class PostgresStore(OrmStore):
             cursor.execute(
                 statement("merge_context"),
                 {
-                    "values": json.dumps({key: value for key, (value, _) in writes.items()}),
                     "guarded": guarded,
                     "run": run_id,
                     "execution": writer.execution_id if writer else None,
                     "step": writer.step if writer else "",
                     "attempt": writer.attempt if writer else None,
-                    "writes": json.dumps(
+                    "writes": encode(
                         [{"key": k, "value": v, "overwrite": ow} for k, (v, ow) in writes.items()]
                     ),
                 },

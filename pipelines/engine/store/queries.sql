@@ -129,9 +129,12 @@ FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
 -- PostgreSQL re-checks the condition against the committed row, so of two writers racing
 -- for a new key exactly one wins. Returns one row per history row written: none when a
 -- key was taken.
-WITH merged AS (
+WITH w AS (
+    SELECT * FROM jsonb_to_recordset(%(writes)s::jsonb) AS w(key text, value jsonb, overwrite bool)
+), merged AS (
     UPDATE pipelines_runcontext
-    SET data = data || %(values)s::jsonb, updated_at = clock_timestamp()
+    SET data = data || (SELECT jsonb_object_agg(key, value) FROM w),
+        updated_at = clock_timestamp()
     WHERE run_id = %(run)s::bigint AND NOT (data ?| %(guarded)s::text[])
     RETURNING run_id
 )
@@ -139,5 +142,5 @@ INSERT INTO pipelines_contextwrite
     (run_id, key, value, execution_id, step, attempt, overwrite, written_at)
 SELECT merged.run_id, w.key, w.value, %(execution)s::bigint, %(step)s::text,
        %(attempt)s::integer, w.overwrite, clock_timestamp()
-FROM merged, jsonb_to_recordset(%(writes)s::jsonb) AS w(key text, value jsonb, overwrite bool)
+FROM merged, w
 RETURNING id;
