@@ -161,8 +161,16 @@ def test_route_objects_are_not_decided_here():
 
 @pytest.mark.parametrize(
     ("items", "workers", "size"),
-    [(10, 1, 2), (100, 1, 10), (100, 4, 6), (100, 16, 1), (10_000, 0, 10), (100, 0, 1)],
+    [
+        (10, 1, 5),
+        (100, 1, 10),
+        (100, 4, 10),
+        (100, 16, 3),
+        (100, 64, 1),
+        (10_000, 0, 10),
+        (100, 0, 1),
+    ],
 )
 def test_expand_jobs_follow_the_workers_serving_the_queue(items, workers, size):
-    """Four jobs per worker at least (64 when the number of workers is unknown)."""
+    """Two jobs per worker at least (64 when the number of workers is unknown)."""
     assert plan.BatchPolicy.for_workers(10, 20, workers).size(items) == size
