@@ -30,7 +30,7 @@ def nested(depth: int) -> str:
 
 
 # The default PIPELINES_MAX_VALUE_DEPTH: the deepest value every supported database stores.
-LIMIT = DEFAULTS["PIPELINES_MAX_VALUE_DEPTH"]
+LIMIT = int(DEFAULTS["PIPELINES_MAX_VALUE_DEPTH"])  # type: ignore[call-overload]
 
 
 @pytest.fixture

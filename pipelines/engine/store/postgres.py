@@ -84,39 +84,28 @@ class PostgresStore(OrmStore):
         reruns: int = 0,
         keep: Budget | None = None,
     ) -> Committed:
-        committed = None
-        if isinstance(decision, plan.Next | plan.Finish):
-            committed = self._succeed_single(
-                execution, attempt, outcome, decision, graph, reruns, keep
-            )
-        elif isinstance(decision, plan.Arrive):
-            committed = self._succeed_arrival(execution, attempt, outcome, graph, reruns, keep)
-        if committed is not None:
-            return committed
+        if isinstance(decision, plan.Next | plan.Finish | plan.Arrive):
+            committed = self._succeed(execution, attempt, outcome, decision, graph, reruns, keep)
+            if committed is not None:
+                return committed
         # Other decisions, and a run that is no longer active (the statement wrote nothing:
         # what a late success means is decided under the lock, as everywhere).
         return super().commit_success(
             execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
         )
 
-    def _unchanged(
-        self, execution: StepExecution, attempt: int, run_status: str
-    ) -> Committed | None:
-        if run_status not in ACTIVE_RUN_STATUSES:
-            return None
-        logger.warning("rejected stale result of execution %s attempt %s", execution.pk, attempt)
-        return Committed(Result.STALE)
-
-    def _succeed_single(
+    def _succeed(
         self,
         execution: StepExecution,
         attempt: int,
         outcome: Outcome,
-        decision: plan.Next | plan.Finish,
+        decision: plan.Next | plan.Finish | plan.Arrive,
         graph: Graph,
         reruns: int,
         keep: Budget | None,
     ) -> Committed | None:
+        """The one-statement commit; None when the run is no longer active (nothing was
+        written)."""
         successor = None
         if isinstance(decision, plan.Next):
             successor = rows.same_frame(
@@ -124,6 +113,7 @@ class PostgresStore(OrmStore):
             )
         claimed = keep is not None and successor is not None and keep.takes(successor, graph)
         step = graph.node(decision.node).step if isinstance(decision, plan.Next) else None
+        arrives = isinstance(decision, plan.Arrive)
         params = {
             "run": execution.run_id,
             "id": execution.pk,
@@ -131,6 +121,8 @@ class PostgresStore(OrmStore):
             "reruns": reruns,
             "output": _json(StepExecution, "output", outcome.output),
             "route": decision.route if isinstance(decision, plan.Next) else "",
+            "arrives": arrives,
+            "finishes": isinstance(decision, plan.Finish),
             "next_node": decision.node if isinstance(decision, plan.Next) else None,
             "next_step": step.__name__ if step else None,
             "next_queue": step.queue_name() if step else None,
@@ -138,14 +130,26 @@ class PostgresStore(OrmStore):
             "worker": keep.worker[:200] if claimed and keep else "",
             "job": keep.job_id[:200] if claimed and keep else "",
         }
-        # Without staged writes the statement is its own transaction (autocommit).
-        with transaction.atomic() if outcome.context.staged else nullcontext():
+        # Alone, the statement is its own transaction (autocommit); staged writes commit
+        # with it, and an arrival may fire its join in the same transaction.
+        atomic = outcome.context.staged or arrives
+        with transaction.atomic() if atomic else nullcontext():
             with connection.cursor() as cursor:
-                cursor.execute(statement("succeed_single"), params)
-                run_status, changed, successor_id = cursor.fetchone()
+                cursor.execute(statement("succeed"), params)
+                run_status, changed, successor_id, *bar = cursor.fetchone()
             if not changed:
-                return self._unchanged(execution, attempt, run_status)
+                if run_status not in ACTIVE_RUN_STATUSES:
+                    return None
+                logger.warning(
+                    "rejected stale result of execution %s attempt %s", execution.pk, attempt
+                )
+                return Committed(Result.STALE)
             self.commit_staged(execution, attempt, outcome)
+            if arrives:
+                return Committed(
+                    Result.SUCCEEDED,
+                    self._arrived(execution, outcome, graph, keep, run_status, bar),
+                )
             if successor is None:
                 return Committed(Result.SUCCEEDED)
             successor.pk = successor_id
@@ -158,44 +162,30 @@ class PostgresStore(OrmStore):
             enqueue_on_commit([delivery(successor, graph)])
         return Committed(Result.SUCCEEDED)
 
-    def _succeed_arrival(
+    def _arrived(
         self,
         execution: StepExecution,
-        attempt: int,
         outcome: Outcome,
         graph: Graph,
-        reruns: int,
         keep: Budget | None,
-    ) -> Committed | None:
-        params = {
-            "run": execution.run_id,
-            "id": execution.pk,
-            "attempt": attempt,
-            "reruns": reruns,
-            "output": _json(StepExecution, "output", outcome.output),
-        }
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(statement("succeed_arrival"), params)
-                run_status, changed, *bar = cursor.fetchone()
-            if not changed:
-                return self._unchanged(execution, attempt, run_status)
-            self.commit_staged(execution, attempt, outcome)
-            barrier = JoinBarrier(
-                id=bar[0],
-                run_id=bar[1],
-                node=bar[2],
-                expected=bar[3],
-                arrived=bar[4],
-                parent_id=bar[5],
-                parent_branch=bar[6],
-                fired_at=bar[7],
-            )
-            run = execution.run
-            run.status = run_status  # as the lock found it
-            execution.output = outcome.output
-            created = self.fire_join(run, graph, execution, barrier)
-            return Committed(Result.SUCCEEDED, self.create(created, graph, keep))
+        run_status: str,
+        bar: list[Any],
+    ) -> StepExecution | None:
+        """After an arrival's statement: fire the join if it completed the barrier."""
+        barrier = JoinBarrier(
+            id=bar[0],
+            run_id=bar[1],
+            node=bar[2],
+            expected=bar[3],
+            arrived=bar[4],
+            parent_id=bar[5],
+            parent_branch=bar[6],
+            fired_at=bar[7],
+        )
+        run = execution.run
+        run.status = run_status  # as the lock found it
+        execution.output = outcome.output
+        return self.create(self.fire_join(run, graph, execution, barrier), graph, keep)
 
     def merge_context(self, run_id: int, writes: Writes, writer: Writer | None) -> list[str]:
         guarded = [key for key, (_, overwrite) in writes.items() if not overwrite]

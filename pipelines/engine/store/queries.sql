@@ -39,18 +39,23 @@ WITH pending AS (
 SELECT s.*, r.*, (SELECT started_at FROM started)
 FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 
--- name: succeed_single
--- Commit the success of a step that leads to one place (plan.Next or plan.Finish):
+-- name: succeed
+-- Commit the success of a step whose decision is plan.Next, plan.Finish or plan.Arrive:
 -- lock the run; move the step from running at this attempt to succeeded, only while the
--- run is active (the fence); upsert the attempt's row; then insert the successor in the
--- step's own frame (claimed for this worker when %(claimed)s), or succeed the run.
--- Returns the run's status as locked, whether the step moved, and the successor's id.
+-- run is active (the fence); upsert the attempt's row; then, by the decision:
+--   Next: insert the successor in the step's own frame (claimed for this worker when
+--         %(claimed)s);
+--   Finish: succeed the run;
+--   Arrive: count the branch in at its barrier; the caller fires the join when the
+--         returned count completes it (plan.barrier_complete), in this transaction.
+-- Returns the run's status as locked, whether the step moved, the successor's id, and the
+-- barrier's row (all NULL when there is none).
 WITH run AS (
     SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
 ), step AS (
     UPDATE pipelines_stepexecution
     SET status = {step.succeeded}, finished_at = clock_timestamp(), error = '',
-        output = %(output)s::jsonb, route = %(route)s::text, reported = false
+        output = %(output)s::jsonb, route = %(route)s::text, reported = %(arrives)s::boolean
     WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
       AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
     RETURNING id, run_id, worker, started_at, barrier_id, branch_index
@@ -85,41 +90,14 @@ WITH run AS (
     UPDATE pipelines_pipelinerun
     SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
     WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
-      AND %(next_node)s::text IS NULL AND EXISTS (SELECT 1 FROM step)
-)
-SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor);
-
--- name: succeed_arrival
--- Commit the success of a divide/expand branch's last step (plan.Arrive): as
--- succeed_single up to the attempt's row, then count the branch in at its barrier. The
--- caller fires the join when the returned count completes it (plan.barrier_complete).
--- Returns the run's status, whether the step moved, and the barrier's row.
-WITH run AS (
-    SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
-), step AS (
-    UPDATE pipelines_stepexecution
-    SET status = {step.succeeded}, finished_at = clock_timestamp(), error = '',
-        output = %(output)s::jsonb, route = '', reported = true
-    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
-      AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
-    RETURNING id, worker, started_at, barrier_id
-), attempt_row AS (
-    INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
-                                       finished_at, error, traceback, conflict_reruns)
-    SELECT id, %(attempt)s::integer, {attempt.succeeded}, worker,
-           COALESCE(started_at, clock_timestamp()), clock_timestamp(), '', '',
-           %(reruns)s::integer
-    FROM step
-    ON CONFLICT (execution_id, number) DO UPDATE SET
-        status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
-        finished_at = EXCLUDED.finished_at, error = '', traceback = '',
-        conflict_reruns = EXCLUDED.conflict_reruns
+      AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
 ), bar AS (
     UPDATE pipelines_joinbarrier SET arrived = arrived + 1
-    WHERE id = (SELECT barrier_id FROM step)
+    WHERE %(arrives)s::boolean AND id = (SELECT barrier_id FROM step)
     RETURNING id, run_id, node, expected, arrived, parent_id, parent_branch, fired_at
 )
-SELECT (SELECT status FROM run), (SELECT count(*) FROM step), bar.*
+SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor),
+       bar.*
 FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
 
 -- name: merge_context
