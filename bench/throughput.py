@@ -38,14 +38,30 @@ def _start_rq_worker(env: BenchEnv, args: list[str], name: str) -> Any:
 
 
 def _engine_worker(env: BenchEnv, kind: str) -> Any:
+    """A warm engine worker: it has run a small expand (its database connection, code
+    paths and caches are in place), as a worker that has been serving for a while has."""
+    from bench.pipelines import Fanout
+    from pipelines.models import PipelineRun
+
     args = ["manage.py", "rqworker", "pipelines", "--worker-class", ENGINE_WORKERS[kind]]
-    return _start_rq_worker(env, [sys.executable, *args], f"engine-{kind}")
+    proc = _start_rq_worker(env, [sys.executable, *args], f"engine-{kind}")
+    warm = Fanout.trigger({"count": 2})
+    wait(lambda: PipelineRun.objects.filter(pk=warm.pk, status="succeeded").exists(), 60)
+    return proc
 
 
 def _rq_worker(env: BenchEnv, kind: str) -> Any:
+    """A warm bare RQ worker: it has run a no-op job."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
     args = ["-m", "rq.cli", "worker", "-u", env.redis.url, "--worker-class", RQ_WORKERS[kind]]
     args += ["--serializer", "rq.serializers.JSONSerializer", "bench"]
-    return _start_rq_worker(env, [sys.executable, *args], f"rq-{kind}")
+    proc = _start_rq_worker(env, [sys.executable, *args], f"rq-{kind}")
+    queue = Queue("bench", connection=env.redis.client(), serializer=JSONSerializer)
+    warm = queue.enqueue("bench.jobs.noop", args=(0,))
+    wait(lambda: warm.get_status(refresh=True) == "finished", 60)
+    return proc
 
 
 def _celery_worker(env: BenchEnv) -> Any:
@@ -71,6 +87,9 @@ def _celery_worker(env: BenchEnv) -> Any:
         "celery",
     )
     wait(lambda: bool(app.control.ping(timeout=0.5)), 60, interval=0.5)
+    from bench.celery_app import noop
+
+    noop.delay(0).get(timeout=60)  # warm, like the others
     return proc
 
 
@@ -96,8 +115,8 @@ def rq_jobs(env: BenchEnv, kind: str, jobs: int) -> float:
 
     queue = Queue("bench", connection=env.redis.client(), serializer=JSONSerializer)
     finished = FinishedJobRegistry(queue=queue)
-    before = finished.count
     proc = _rq_worker(env, kind)
+    before = finished.count
     try:
         start = time.perf_counter()
         queue.enqueue_many(
