@@ -17,6 +17,7 @@ from pipelines.engine.store import get_store
 from pipelines.engine.transitions import run_transition, step_transition, steps_transition
 from pipelines.exceptions import (
     EventNotExpectedError,
+    IdempotencyKeyReusedError,
     InputValueError,
     InvalidTransitionError,
     OverwriteError,
@@ -43,8 +44,10 @@ def run_trigger(
     when the transaction commits. Inside a caller's transaction that rolls back, nothing
     is left behind: no run and no job.
 
-    With an ``idempotency_key``, a second trigger of the same pipeline returns the first
-    run, also when both race: the database's unique constraint decides, not a lookup.
+    With an ``idempotency_key``, a second trigger of the same pipeline with the same input
+    returns the first run, also when both race: the database's unique constraint decides,
+    not a lookup. The same key with a different input raises
+    :class:`IdempotencyKeyReusedError`.
     """
     graph = registry.get(pipeline).graph
     # As stored; also a plain copy of e.g. another run's read-only context.input.
@@ -65,7 +68,13 @@ def run_trigger(
         except IntegrityError:
             if idempotency_key is None:
                 raise
-            return PipelineRun.objects.get(pipeline=pipeline, idempotency_key=idempotency_key)
+            existing = PipelineRun.objects.get(pipeline=pipeline, idempotency_key=idempotency_key)
+            # Both inputs are in the stored form, so equal JSON compares equal here.
+            if existing.input != input:
+                raise IdempotencyKeyReusedError(
+                    pipeline=pipeline, key=idempotency_key, run_id=existing.pk
+                ) from None
+            return existing
         RunContext.objects.create(run=run, data={})
         first = rows.new_execution(run, graph, graph.entry, input)
         rows.insert([first])
