@@ -29,6 +29,7 @@ from pipelines.lifecycle import (
     RunStatus,
     StepKind,
     StepStatus,
+    run_state,
 )
 from pipelines.models import PipelineRun, RunContext, StepExecution
 from pipelines.values import check_text, checked_canonical
@@ -101,8 +102,8 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
         run = get_store().lock_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise InvalidTransitionError(
-                f"run {run_id} is {run.status}; only pending, running or waiting runs can be "
-                f"cancelled"
+                f"run {run_id} {run_state(run.status)}; only pending, running or waiting runs "
+                f"can be cancelled"
             )
         run_transition(run, RunStatus.CANCELLED, error=reason)
         steps_transition(
@@ -123,7 +124,9 @@ def run_resume(*, run_id: int) -> PipelineRun:
     with transaction.atomic():
         run = store.lock_run(run_id)
         if run.status != RunStatus.FAILED:
-            raise InvalidTransitionError(f"run {run_id} is {run.status}; only failed runs resume")
+            raise InvalidTransitionError(
+                f"run {run_id} {run_state(run.status)}; only failed runs resume"
+            )
         if StepExecution.objects.filter(run=run, kind=StepKind.COMPENSATION).exists():
             raise InvalidTransitionError(
                 f"run {run_id} was compensated (its completed steps were undone); re-run it "
