@@ -150,15 +150,26 @@ class Command(BaseCommand):
             base = f"http://127.0.0.1:{options['port']}"
             self.stdout.write(
                 self.style.SUCCESS("\nThe demo is running.\n")
-                + f"  Dashboard:  {base}/pipelines/\n"
-                + f"  A run:      {base}/pipelines/runs/{run.pk}/\n"
-                + f"  Event wait: {base}/pipelines/runs/{paid.pk}/  (payment arrives after "
-                f"{EVENT_DELAY:.0f}s)\n"
-                + f"  Compensated: {base}/pipelines/runs/{declined.pk}/  (payment declined, "
-                f"stock hold released)\n"
-                + f"  Order form: {base}/demo/  (triggers a run from a view)\n"
-                + f"  Admin:      {base}/admin/\n"
-                + f"  Log in as:  demo / {password}\n"
+                + "".join(
+                    f"  {label + ':':<13}{text}\n"
+                    for label, text in (
+                        ("Dashboard", f"{base}/pipelines/"),
+                        ("A run", f"{base}/pipelines/runs/{run.pk}/"),
+                        (
+                            "Event wait",
+                            f"{base}/pipelines/runs/{paid.pk}/  (the payment event arrives "
+                            f"after {EVENT_DELAY:.0f}s)",
+                        ),
+                        (
+                            "Compensation",
+                            f"{base}/pipelines/runs/{declined.pk}/  (payment declined, the "
+                            f"stock hold released)",
+                        ),
+                        ("Order form", f"{base}/demo/  (triggers a run from a view)"),
+                        ("Admin", f"{base}/admin/"),
+                        ("Log in as", f"demo / {password}"),
+                    )
+                )
                 + "Stop with Ctrl-C.\n"
             )
             call_command(
