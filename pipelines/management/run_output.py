@@ -15,8 +15,7 @@ from pipelines.lifecycle import run_state
 from pipelines.management.terminal import one_line
 from pipelines.masking import mask, mask_text
 from pipelines.models import PipelineRun, StepExecution
-
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the dashboard's and the admin's format
+from pipelines.timestamps import timestamp
 
 
 def run_url(run_id: int, *, base_url: str | None = None) -> str:
@@ -34,10 +33,6 @@ def with_progress(run_id: int) -> PipelineRun:
 def error_line(error: str) -> str:
     """A run's whole error on one line (a compensation's failure is a second line)."""
     return " | ".join(line.strip() for line in mask_text(error).splitlines() if line.strip())
-
-
-def stamp(moment: datetime | None) -> str:
-    return moment.strftime(TIME_FORMAT) if moment else "-"
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -86,8 +81,8 @@ def show_text(run: PipelineRun, data: dict[str, Any], entries: list[Any]) -> str
     lines = [
         summary(run),
         f"url:      {data['url']}",
-        f"created:  {stamp(run.created_at)}   started: {stamp(run.started_at)}   "
-        f"finished: {stamp(run.finished_at)}"
+        f"created:  {timestamp(run.created_at)}   started: {timestamp(run.started_at)}   "
+        f"finished: {timestamp(run.finished_at)}"
         + (f"   took: {duration:.3f}s" if duration is not None else ""),
         f"steps:    {data['steps_done']} of {data['steps_total']} done",
     ]

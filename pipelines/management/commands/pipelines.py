@@ -28,7 +28,6 @@ from pipelines.management.run_output import (
     error_line,
     run_dict,
     show_data,
-    stamp,
     summary,
     table,
     with_progress,
@@ -37,6 +36,7 @@ from pipelines.management.terminal import SafeParser, make_safe, printable
 from pipelines.management.worker_options import add_worker_arguments, run_worker
 from pipelines.masking import mask_text
 from pipelines.models import PipelineRun
+from pipelines.timestamps import timestamp
 
 MAX_LIMIT = 10_000
 MAX_SHOWN_STEPS = 200
@@ -266,7 +266,7 @@ class Command(BaseCommand):
                     r.pipeline,
                     r.status,
                     f"{getattr(r, 'steps_done', '?')}/{getattr(r, 'steps_total', '?')}",
-                    stamp(r.created_at),
+                    timestamp(r.created_at),
                     error_line(r.error or ""),
                 ]
                 for r in runs
