@@ -151,7 +151,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS("\nThe demo is running.\n")
                 + "".join(
-                    f"  {label + ':':<13}{text}\n"
+                    f"  {label + ':':<14}{text}\n"
                     for label, text in (
                         ("Dashboard", f"{base}/pipelines/"),
                         ("A run", f"{base}/pipelines/runs/{run.pk}/"),
