@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from pipelines import selectors
 from pipelines.conf import dashboard_url
@@ -18,11 +18,18 @@ from pipelines.models import PipelineRun, StepExecution
 from pipelines.timestamps import timestamp
 
 
-def run_url(run_id: int, *, base_url: str | None = None) -> str:
+def run_url(run_id: int, *, base_url: str | None = None) -> str | None:
     """The run's dashboard page: absolute with ``--base-url`` or
-    ``PIPELINES_DASHBOARD_URL``, else the path the dashboard is mounted at."""
+    ``PIPELINES_DASHBOARD_URL``, else the path the dashboard is mounted at; None when the
+    project's URLconf does not include ``pipelines.urls``."""
     base = (base_url if base_url is not None else dashboard_url()).rstrip("/")
-    return base + reverse("pipelines:run", args=[run_id])
+    try:
+        return base + reverse("pipelines:run", args=[run_id])
+    except NoReverseMatch:
+        return None
+
+
+NO_DASHBOARD = "- (include pipelines.urls in your URLconf for the dashboard)"
 
 
 def with_progress(run_id: int) -> PipelineRun:
@@ -80,7 +87,7 @@ def show_text(run: PipelineRun, data: dict[str, Any], entries: list[Any]) -> str
     duration = data["duration_seconds"]
     lines = [
         summary(run),
-        f"url:      {data['url']}",
+        f"url:      {data['url'] or NO_DASHBOARD}",
         f"created:  {timestamp(run.created_at)}   started: {timestamp(run.started_at)}   "
         f"finished: {timestamp(run.finished_at)}"
         + (f"   took: {duration:.3f}s" if duration is not None else ""),

@@ -142,14 +142,16 @@ def test_lists_show_seconds_newest_first_and_no_red_cross_for_a_normal_write(
 
     steps = admin_client.get(reverse("admin:pipelines_stepexecution_changelist"))
     step_runs = [s.run_id for s in steps.context["cl"].result_list]
-    assert step_runs == sorted(step_runs, reverse=True) and step_runs[0] == newer.pk
+    assert step_runs == sorted(step_runs, reverse=True)
+    assert step_runs[0] == newer.pk
     assert f"{timezone.localtime(StepExecution.objects.latest('id').started_at):%H:%M:%S}" in (
         steps.content.decode()
     )
 
     writes = admin_client.get(reverse("admin:pipelines_contextwrite_changelist"))
     rows = writes.context["cl"].result_list
-    assert [w.run_id for w in rows][0] == newer.pk and [w.run_id for w in rows][-1] == older.pk
+    assert (rows[0].run_id, rows[len(rows) - 1].run_id) == (newer.pk, older.pk)
     html = writes.content.decode()
-    assert "icon-no" not in html and "icon-yes" not in html  # the boolean column's icons
+    assert "icon-no" not in html  # the boolean column's icons
+    assert "icon-yes" not in html
     assert '<td class="field-write_kind">set</td>' in html

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines.conf import DEFAULTS
+from pipelines.conf import PORTABLE_MAX_VALUE_DEPTH
 from pipelines.exceptions import InputValueError
 from pipelines.services import run_cancel, run_send_event, run_trigger
 from tests.helpers.inprocess import drive
@@ -30,7 +30,7 @@ def nested(depth: int) -> str:
 
 
 # The default PIPELINES_MAX_VALUE_DEPTH: the deepest value every supported database stores.
-LIMIT = DEFAULTS["PIPELINES_MAX_VALUE_DEPTH"]
+LIMIT = PORTABLE_MAX_VALUE_DEPTH  # the default PIPELINES_MAX_VALUE_DEPTH
 
 
 @pytest.fixture

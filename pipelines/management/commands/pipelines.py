@@ -25,6 +25,7 @@ from pipelines.lifecycle import TERMINAL_RUN_STATUSES, RunStatus, run_state
 from pipelines.management.cli_help import HELP, OVERVIEW, PROG
 from pipelines.management.generator import generate_pipeline
 from pipelines.management.run_output import (
+    NO_DASHBOARD,
     error_line,
     run_dict,
     show_data,
@@ -247,7 +248,7 @@ class Command(BaseCommand):
     def _run_result(self, run_id: int, options: dict[str, Any]) -> tuple[Any, str]:
         run = with_progress(run_id)
         data = run_dict(run, base_url=options.get("base_url"))
-        text = f"{summary(run)}\n{data['url']}"
+        text = f"{summary(run)}\n{data['url'] or NO_DASHBOARD}"
         if run.error:
             text += f"\nerror: {error_line(run.error)}"
         return data, text
