@@ -285,3 +285,11 @@ def test_new_puts_its_test_into_an_existing_tests_package(tmp_path, monkeypatch)
     test_file = app_dir / "tests" / "test_import_invoices_pipeline.py"
     assert "self.run_pipeline(ImportInvoices" in test_file.read_text()
     _lint_and_type_check(tmp_path)
+
+
+def test_without_the_dashboard_in_the_urlconf_runs_have_no_url(redis_conn, settings):
+    settings.ROOT_URLCONF = "tests.testapp.no_dashboard_urls"
+    data = json.loads(run_command("trigger", "ChainPipeline", "--input", '{"n": 1}', "--json"))
+    assert data["url"] is None
+    shown = run_command("show", str(data["id"]))
+    assert "url:      - (include pipelines.urls in your URLconf for the dashboard)" in shown
