@@ -58,12 +58,17 @@ def masked_json(field: str) -> Any:
     return show
 
 
+def nowrap(text: str) -> SafeString:
+    """A short value kept on one line in narrow list columns (2026-12-02 03:39:06)."""
+    return format_html('<span style="white-space:nowrap">{}</span>', text)
+
+
 def moment(field: str, description: str | None = None) -> Any:
     """A column showing a timestamp to the second, as the dashboard does."""
 
     @admin.display(description=description or field.replace("_at", ""), ordering=field)
-    def show(self: Any, obj: Any) -> str:
-        return timestamp(getattr(obj, field))
+    def show(self: Any, obj: Any) -> SafeString:
+        return nowrap(timestamp(getattr(obj, field)))
 
     return show
 
@@ -172,8 +177,8 @@ class StepInline(ReadOnlyInline):
     started = moment("started_at")
 
     @admin.display(description="took")
-    def took(self, obj: StepExecution) -> str:
-        return elapsed(obj.started_at, obj.finished_at) if obj.finished_at else "-"
+    def took(self, obj: StepExecution) -> SafeString:
+        return nowrap(elapsed(obj.started_at, obj.finished_at) if obj.finished_at else "-")
 
     verbose_name_plural = f"Step executions (first {INLINE_ROWS}; all on the dashboard)"
 
