@@ -159,3 +159,41 @@ def test_the_served_demo_delivers_the_event_compensates_and_stops_its_worker(tmp
     assert demo.returncode == 0
     # SIGTERM stopped the worker with the demo: nothing it started is left.
     assert not [pid for pid in spawned if Path(f"/proc/{pid}").exists()]
+
+
+def test_the_worker_does_not_outlive_a_killed_demo(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    # The tests' Redis, not the embedded one: a killed demo cannot shut that down.
+    env = {**demo_env(tmp_path), "REDIS_URL": os.environ["REDIS_URL"]}
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if line.startswith("Stop with Ctrl-C"):
+            break
+    spawned = _children(demo.pid)
+    assert spawned
+    # As when runserver leaves with os._exit: none of the demo's cleanup runs.
+    demo.kill()
+    demo.wait(timeout=30)
+
+    deadline = time.monotonic() + 60
+    while [pid for pid in spawned if _alive(pid)]:
+        assert time.monotonic() < deadline, [pid for pid in spawned if _alive(pid)]
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (gone) parent to collect it."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]) != "Z"
+    except OSError:
+        return False

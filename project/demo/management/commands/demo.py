@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import secrets
 import signal
@@ -51,6 +52,15 @@ PAYMENTS = (
     {"approved": False, "reason": "card expired"},
 )
 EVENT_DELAY = 5.0  # seconds a served demo leaves its runs waiting, so that you can see it
+
+
+def _stop_with_parent() -> None:
+    """In the worker before it starts (Linux): SIGTERM it when the demo process dies, also
+    when nothing runs the demo's cleanup (runserver leaves with os._exit when it cannot
+    bind its port; a SIGKILL)."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _port_in_use(port: int) -> bool:
@@ -186,6 +196,7 @@ class Command(BaseCommand):
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "pipelines", "-v0", "worker"],
             cwd=settings.BASE_DIR,
+            preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
         )
         try:
             yield
