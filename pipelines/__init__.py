@@ -7,6 +7,7 @@ from pipelines.dsl import Route, WaitForEvent, start
 from pipelines.exceptions import (
     ContextValueError,
     DefinitionError,
+    IdempotencyKeyReusedError,
     InputValueError,
     InvalidValueError,
     OutputValueError,
@@ -21,6 +22,7 @@ from pipelines.step import Step
 __all__ = [
     "ContextValueError",
     "DefinitionError",
+    "IdempotencyKeyReusedError",
     "InputValueError",
     "InvalidValueError",
     "OutputValueError",

@@ -3,6 +3,7 @@ with actions that call the same services as the dashboard."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -19,9 +20,11 @@ from pipelines.exceptions import InvalidValueError, PipelineError
 from pipelines.masking import mask, mask_entry, mask_text
 from pipelines.models import ContextWrite, PipelineRun, StepAttempt, StepExecution
 from pipelines.templatetags.pipelines_tags import elapsed, pretty_json
+from pipelines.timestamps import timestamp
 from pipelines.values import check_text
 
 INLINE_ROWS = 50
+LIST_VALUE_CHARS = 80  # a value in a list is one line; its page shows all of it
 
 
 def badge(status: str) -> SafeString:
@@ -55,6 +58,21 @@ def masked_json(field: str) -> Any:
     return show
 
 
+def nowrap(text: str) -> SafeString:
+    """A short value kept on one line in narrow list columns (2026-12-02 03:39:06)."""
+    return format_html('<span style="white-space:nowrap">{}</span>', text)
+
+
+def moment(field: str, description: str | None = None) -> Any:
+    """A column showing a timestamp to the second, as the dashboard does."""
+
+    @admin.display(description=description or field.replace("_at", ""), ordering=field)
+    def show(self: Any, obj: Any) -> SafeString:
+        return nowrap(timestamp(getattr(obj, field)))
+
+    return show
+
+
 def masked_text(field: str) -> Any:
     """An admin column showing a text field (an error, a traceback) with secrets masked."""
 
@@ -78,6 +96,20 @@ class ShownValueMixin:
     @admin.display(description="value")
     def shown_value(self, obj: ContextWrite) -> SafeString:
         return pretty(mask_entry(obj.key, obj.value))
+
+    @admin.display(description="value")
+    def short_value(self, obj: ContextWrite) -> SafeString:
+        text = json.dumps(mask_entry(obj.key, obj.value), ensure_ascii=False)
+        if len(text) > LIST_VALUE_CHARS:
+            text = text[: LIST_VALUE_CHARS - 1] + "…"
+        return format_html("<code>{}</code>", text)
+
+    # A plain word, not the admin's boolean icon: a first write is normal, not a red ✗.
+    @admin.display(description="write", ordering="overwrite")
+    def write_kind(self, obj: ContextWrite) -> str:
+        return "overwrite" if obj.overwrite else "set"
+
+    written = moment("written_at", "written")
 
 
 class ReadOnlyMixin:
@@ -140,14 +172,20 @@ class ReadOnlyInline(ReadOnlyMixin, StatusBadgeMixin, admin.TabularInline):
 
 class StepInline(ReadOnlyInline):
     model = StepExecution
-    fields = ("node", "kind", "status_badge", "attempt", "worker", "started_at", "finished_at")
+    fields = ("node", "kind", "status_badge", "attempt", "worker", "started", "took")
     readonly_fields = fields
+    started = moment("started_at")
+
+    @admin.display(description="took")
+    def took(self, obj: StepExecution) -> SafeString:
+        return nowrap(elapsed(obj.started_at, obj.finished_at) if obj.finished_at else "-")
+
     verbose_name_plural = f"Step executions (first {INLINE_ROWS}; all on the dashboard)"
 
 
 class ContextWriteInline(ShownValueMixin, ReadOnlyInline):
     model = ContextWrite
-    fields = ("key", "shown_value", "step", "attempt", "overwrite", "written_at")
+    fields = ("key", "short_value", "step", "attempt", "write_kind", "written")
     readonly_fields = fields
     verbose_name_plural = f"Context history (first {INLINE_ROWS} writes)"
 
@@ -179,7 +217,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         "pipeline",
         "status_badge",
         "progress",
-        "created_at",
+        "created",
         "duration",
         "dashboard",
     )
@@ -194,9 +232,9 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         "status_badge",
         "dashboard",
         "idempotency_key_masked",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "started",
+        "finished",
         "error_masked",
         "input_pretty",
         "output_pretty",
@@ -219,6 +257,9 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def dashboard(self, obj: PipelineRun) -> SafeString:
         return format_html('<a href="{}">run page →</a>', reverse("pipelines:run", args=[obj.pk]))
 
+    created = moment("created_at")
+    started = moment("started_at")
+    finished = moment("finished_at")
     error_masked = masked_text("error")
     idempotency_key_masked = masked_text("idempotency_key")
     input_pretty = masked_json("input")
@@ -264,13 +305,15 @@ class AttemptInline(ReadOnlyInline):
         "number",
         "status_badge",
         "worker",
-        "started_at",
-        "finished_at",
+        "started",
+        "finished",
         "error_masked",
         "traceback_masked",
     )
     readonly_fields = fields
     show_change_link = False
+    started = moment("started_at")
+    finished = moment("finished_at")
     error_masked = masked_text("error")
     traceback_masked = masked_text("traceback")
 
@@ -284,11 +327,11 @@ class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
         "kind",
         "status_badge",
         "attempt",
-        "worker",
-        "started_at",
-        "finished_at",
+        "started",
+        "took",
     )
     list_select_related = ("run",)
+    ordering = ("-id",)
     list_filter = ("status", "kind", "run__pipeline")
     search_fields = ("=run__id", "node", "step", "worker")
     date_hierarchy = "created_at"
@@ -304,14 +347,18 @@ class StepExecutionAdmin(RunLinkMixin, ReadOnlyAdmin):
         "route",
         "event_name",
         "worker",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "started",
+        "finished",
         "error_masked",
         "payload_pretty",
         "output_pretty",
     )
     readonly_fields = fields
+    created = moment("created_at")
+    started = moment("started_at")
+    finished = moment("finished_at")
+    took = StepInline.took
     error_masked = masked_text("error")
     payload_pretty = masked_json("payload")
     output_pretty = masked_json("output")
@@ -323,15 +370,16 @@ class ContextWriteAdmin(RunLinkMixin, ShownValueMixin, ReadOnlyAdmin):
         "id",
         "run_link",
         "key",
-        "shown_value",
+        "short_value",
         "step",
         "attempt",
-        "overwrite",
-        "written_at",
+        "write_kind",
+        "written",
     )
     list_select_related = ("run",)
     list_filter = ("overwrite", "run__pipeline")
     search_fields = ("=run__id", "key")
     date_hierarchy = "written_at"
-    fields = list_display
+    ordering = ("-id",)
+    fields = ("id", "run_link", "key", "shown_value", "step", "attempt", "write_kind", "written")
     readonly_fields = fields

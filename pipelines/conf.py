@@ -82,6 +82,9 @@ DEFAULTS = {
     # Where the engine writes: "" picks by database (PostgreSQL's named statements on
     # PostgreSQL, the portable ORM store elsewhere); "orm" forces the portable store.
     "PIPELINES_STORE": "",
+    # Where the dashboard is served (scheme and host, e.g. "https://ops.example.com"):
+    # commands print absolute run URLs with it, and the bare path without it.
+    "PIPELINES_DASHBOARD_URL": "",
 }
 
 
@@ -123,6 +126,12 @@ def get_settings() -> PipelineSettings:
         expand_batch=_int("PIPELINES_EXPAND_BATCH"),
         store=str(_get("PIPELINES_STORE")),
     )
+
+
+def dashboard_url() -> str:
+    """``PIPELINES_DASHBOARD_URL`` without a trailing slash (read where URLs are printed,
+    not on the engine's path, so it is not cached)."""
+    return str(_get("PIPELINES_DASHBOARD_URL") or "").rstrip("/")
 
 
 @receiver(setting_changed)

@@ -73,6 +73,21 @@ class InvalidTransitionError(PipelineError):
     does not allow (for example succeeding a run that was cancelled)."""
 
 
+class IdempotencyKeyReusedError(PipelineError):
+    """Raised by ``trigger`` when an idempotency key already names a run of the pipeline
+    that was triggered with a different input: returning that run would silently drop the
+    new input. The message names the key and the run."""
+
+    def __init__(self, *, pipeline: str, key: str, run_id: int) -> None:
+        super().__init__(
+            f"idempotency key {key!r} already names run {run_id} of {pipeline}, which was "
+            f"triggered with a different input; use a new key for a new input"
+        )
+        self.pipeline = pipeline
+        self.key = key
+        self.run_id = run_id
+
+
 class EventNotExpectedError(PipelineError):
     """Raised by ``send_event`` when no step of the run is waiting for that event."""
 

@@ -83,3 +83,13 @@ def run_may_move(current: str, to: str) -> bool:
 
 def step_may_move(current: str, to: str) -> bool:
     return to in STEP_TRANSITIONS[current]
+
+
+def run_state(status: str) -> str:
+    """A run's status as English after "run 7": "is running", "has succeeded", "was
+    cancelled"; every message that names a run's status says it this way."""
+    if status in ACTIVE_RUN_STATUSES:
+        return f"is {status}"
+    if status == RunStatus.CANCELLED:
+        return "was cancelled"
+    return f"has {status}"

@@ -17,6 +17,7 @@ from pipelines.engine.store import get_store
 from pipelines.engine.transitions import run_transition, step_transition, steps_transition
 from pipelines.exceptions import (
     EventNotExpectedError,
+    IdempotencyKeyReusedError,
     InputValueError,
     InvalidTransitionError,
     OverwriteError,
@@ -28,6 +29,7 @@ from pipelines.lifecycle import (
     RunStatus,
     StepKind,
     StepStatus,
+    run_state,
 )
 from pipelines.models import PipelineRun, RunContext, StepExecution
 from pipelines.values import check_text, checked_canonical
@@ -43,8 +45,10 @@ def run_trigger(
     when the transaction commits. Inside a caller's transaction that rolls back, nothing
     is left behind: no run and no job.
 
-    With an ``idempotency_key``, a second trigger of the same pipeline returns the first
-    run, also when both race: the database's unique constraint decides, not a lookup.
+    With an ``idempotency_key``, a second trigger of the same pipeline with the same input
+    returns the first run, also when both race: the database's unique constraint decides,
+    not a lookup. The same key with a different input raises
+    :class:`IdempotencyKeyReusedError`.
     """
     graph = registry.get(pipeline).graph
     # As stored; also a plain copy of e.g. another run's read-only context.input.
@@ -65,7 +69,13 @@ def run_trigger(
         except IntegrityError:
             if idempotency_key is None:
                 raise
-            return PipelineRun.objects.get(pipeline=pipeline, idempotency_key=idempotency_key)
+            existing = PipelineRun.objects.get(pipeline=pipeline, idempotency_key=idempotency_key)
+            # Both inputs are in the stored form, so equal JSON compares equal here.
+            if existing.input != input:
+                raise IdempotencyKeyReusedError(
+                    pipeline=pipeline, key=idempotency_key, run_id=existing.pk
+                ) from None
+            return existing
         RunContext.objects.create(run=run, data={})
         first = rows.new_execution(run, graph, graph.entry, input)
         rows.insert([first])
@@ -92,8 +102,8 @@ def run_cancel(*, run_id: int, reason: str = "cancelled") -> PipelineRun:
         run = get_store().lock_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise InvalidTransitionError(
-                f"run {run_id} is {run.status}; only pending, running or waiting runs can be "
-                f"cancelled"
+                f"run {run_id} {run_state(run.status)}; only pending, running or waiting runs "
+                f"can be cancelled"
             )
         run_transition(run, RunStatus.CANCELLED, error=reason)
         steps_transition(
@@ -114,7 +124,9 @@ def run_resume(*, run_id: int) -> PipelineRun:
     with transaction.atomic():
         run = store.lock_run(run_id)
         if run.status != RunStatus.FAILED:
-            raise InvalidTransitionError(f"run {run_id} is {run.status}; only failed runs resume")
+            raise InvalidTransitionError(
+                f"run {run_id} {run_state(run.status)}; only failed runs resume"
+            )
         if StepExecution.objects.filter(run=run, kind=StepKind.COMPENSATION).exists():
             raise InvalidTransitionError(
                 f"run {run_id} was compensated (its completed steps were undone); re-run it "

@@ -28,7 +28,7 @@ from django.test import override_settings
 
 from pipelines.engine.delivery import capture_deliveries
 from pipelines.engine.runner import run_execution
-from pipelines.lifecycle import CLAIMABLE_STEP_STATUSES, RunStatus
+from pipelines.lifecycle import CLAIMABLE_STEP_STATUSES, RunStatus, run_state
 from pipelines.models import PipelineRun, StepExecution
 from pipelines.pipeline import Pipeline
 
@@ -67,7 +67,7 @@ def run_to_completion(run: PipelineRun, *, max_steps: int = MAX_STEPS) -> Pipeli
 
 def _describe(run: PipelineRun) -> str:
     failed = StepExecution.objects.filter(run=run).exclude(error="").order_by("id")
-    lines = [f"run {run.pk} ({run.pipeline}) is {run.status}"]
+    lines = [f"run {run.pk} ({run.pipeline}) {run_state(run.status)}"]
     if run.error:
         lines.append(f"error: {run.error}")
     lines += [f"  step {s.node} ({s.status}, attempt {s.attempt}): {s.error}" for s in failed]

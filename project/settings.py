@@ -165,6 +165,9 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic's target; WhiteN
 # Without collectstatic (the demo), serve straight from the apps' static folders.
 WHITENOISE_USE_FINDERS = True
 
+# Commands print absolute run URLs with it (e.g. http://127.0.0.1:8000), the path without.
+PIPELINES_DASHBOARD_URL = env.str("PIPELINES_DASHBOARD_URL", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -172,5 +175,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pipelines": {"handlers": ["console"], "level": env.str("PIPELINES_LOG_LEVEL", "INFO")},
+        # Server errors (500s) with their traceback: this configuration replaces Django's
+        # default handlers, which printed them.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

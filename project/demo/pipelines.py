@@ -1,10 +1,11 @@
-"""A small order-fulfilment pipeline that uses every transition and the context."""
+"""The demo's pipelines: order fulfilment uses every transition and the context;
+paying for an order waits for an event and compensates when the payment is declined."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipelines import Pipeline, Route, Step, start
+from pipelines import Pipeline, Route, Step, WaitForEvent, start
 
 
 class ValidateOrder(Step):
@@ -84,3 +85,43 @@ class FulfilOrder(Pipeline):
         .converge(NotifyCustomer)
         .on_halt(ReportFailure)
     )
+
+
+class HoldStock(Step):
+    """Holds the items until the payment arrives; undone when the run fails."""
+
+    def execute(self, order: dict[str, Any]) -> dict[str, Any]:
+        hold = f"hold-{order['customer_id']}-{self.run.id}"
+        self.context.set("hold_id", hold)
+        return {"hold": hold, "total": sum(i["price"] * i["qty"] for i in order["items"])}
+
+    def compensate(self, output: dict[str, Any]) -> None:
+        self.context.set("hold_released", output["hold"])
+
+
+class AwaitPayment(Step):
+    def execute(self, hold: dict[str, Any]) -> WaitForEvent:
+        # The run waits (no worker is busy) until someone sends the "payment" event:
+        # `manage.py pipelines send-event RUN payment --payload '{"approved": true}'`,
+        # the run page's event form, or the demo command itself.
+        return WaitForEvent(PAYMENT_EVENT, timeout=3600)
+
+
+class CapturePayment(Step):
+    retries = 0  # a declined payment stays declined
+
+    def execute(self, payment: dict[str, Any]) -> dict[str, Any]:
+        if not payment.get("approved"):
+            raise ValueError(f"payment declined: {payment.get('reason', 'no reason given')}")
+        self.context.set("payment_id", payment["payment_id"])
+        return {"paid": True, "payment_id": payment["payment_id"]}
+
+
+PAYMENT_EVENT = "payment"
+
+
+class PayForOrder(Pipeline):
+    """An event wait and a compensation: a declined payment fails the run, and the stock
+    hold is released by HoldStock.compensate."""
+
+    definition = start(HoldStock).chain(AwaitPayment).chain(CapturePayment)

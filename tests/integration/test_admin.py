@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, StepExecution
 from tests.helpers.inprocess import drive
 from tests.testapp import pipelines as p
 
@@ -125,3 +126,32 @@ def test_admin_actions_call_services_and_need_permissions(redis_conn):
     )
     assert b"only pending, running or waiting runs can be cancelled" in response.content
     assert PipelineRun.objects.count() == 1
+
+
+def test_lists_show_seconds_newest_first_and_no_red_cross_for_a_normal_write(
+    admin_client, redis_conn
+):
+    older = drive(p.ChainPipeline.trigger({"n": 1}))
+    newer = drive(p.ChainPipeline.trigger({"n": 2}))
+    second = f"{timezone.localtime(newer.created_at):%Y-%m-%d %H:%M:%S}"
+
+    runs = admin_client.get(reverse("admin:pipelines_pipelinerun_changelist"))
+    assert second in runs.content.decode()
+    page = admin_client.get(reverse("admin:pipelines_pipelinerun_change", args=[newer.pk]))
+    assert f"{timezone.localtime(newer.started_at):%Y-%m-%d %H:%M:%S}" in page.content.decode()
+
+    steps = admin_client.get(reverse("admin:pipelines_stepexecution_changelist"))
+    step_runs = [s.run_id for s in steps.context["cl"].result_list]
+    assert step_runs == sorted(step_runs, reverse=True)
+    assert step_runs[0] == newer.pk
+    assert f"{timezone.localtime(StepExecution.objects.latest('id').started_at):%H:%M:%S}" in (
+        steps.content.decode()
+    )
+
+    writes = admin_client.get(reverse("admin:pipelines_contextwrite_changelist"))
+    rows = writes.context["cl"].result_list
+    assert (rows[0].run_id, rows[len(rows) - 1].run_id) == (newer.pk, older.pk)
+    html = writes.content.decode()
+    assert "icon-no" not in html  # the boolean column's icons
+    assert "icon-yes" not in html
+    assert '<td class="field-write_kind">set</td>' in html

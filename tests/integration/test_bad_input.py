@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from pipelines.conf import DEFAULTS
+from pipelines.conf import PORTABLE_MAX_VALUE_DEPTH
 from pipelines.exceptions import InputValueError
 from pipelines.services import run_cancel, run_send_event, run_trigger
 from tests.helpers.inprocess import drive
@@ -29,8 +29,7 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-# The default PIPELINES_MAX_VALUE_DEPTH: the deepest value every supported database stores.
-LIMIT = int(DEFAULTS["PIPELINES_MAX_VALUE_DEPTH"])  # type: ignore[call-overload]
+LIMIT = PORTABLE_MAX_VALUE_DEPTH  # the default PIPELINES_MAX_VALUE_DEPTH
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ class ChainTests(PipelinesTestMixin, TestCase):
         run = self.run_pipeline(p.FailingPipeline, {"n": 1})
 
         self.assertRunStatus(run, "failed")
-        with pytest.raises(AssertionError, match=r"is failed[\s\S]*step Explode\.1"):
+        with pytest.raises(AssertionError, match=r"has failed[\s\S]*step Explode\.1"):
             self.assertRunSucceeded(run)
         with pytest.raises(AssertionError, match=r"triggered 1 time\(s\), expected 2"):
             self.assertTriggered(p.FailingPipeline, times=2)

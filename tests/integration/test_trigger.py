@@ -8,7 +8,7 @@ import zlib
 import pytest
 from django.db import transaction
 
-from pipelines import InputValueError, UnknownPipelineError
+from pipelines import IdempotencyKeyReusedError, InputValueError, UnknownPipelineError
 from pipelines.engine.delivery import ENGINE_FUNCTION, get_queue
 from pipelines.models import PipelineRun, RunContext, RunStatus, StepExecution
 from tests.testapp.pipelines import ChainPipeline, OtherQueuePipeline
@@ -64,15 +64,36 @@ def test_step_queue_is_the_one_its_class_names(redis_conn):
 
 def test_same_idempotency_key_returns_the_same_run_and_enqueues_once(redis_conn):
     first = ChainPipeline.trigger({"n": 1}, idempotency_key="order-42")
-    again = ChainPipeline.trigger({"n": 999}, idempotency_key="order-42")
+    again = ChainPipeline.trigger({"n": 1}, idempotency_key="order-42")
     with transaction.atomic():
-        inside = ChainPipeline.trigger({"n": 5}, idempotency_key="order-42")
+        inside = ChainPipeline.trigger({"n": 1}, idempotency_key="order-42")
 
     assert again.pk == first.pk == inside.pk
     assert PipelineRun.objects.count() == 1
     assert get_queue("pipelines").count == 1
     other = ChainPipeline.trigger({"n": 1}, idempotency_key="order-43")
     assert other.pk != first.pk
+
+
+def test_a_reused_idempotency_key_with_another_input_is_refused(redis_conn):
+    first = ChainPipeline.trigger({"n": 1}, idempotency_key="order-42")
+
+    with pytest.raises(IdempotencyKeyReusedError) as error:
+        ChainPipeline.trigger({"n": 999}, idempotency_key="order-42")
+    # The caller's transaction goes on after the refusal.
+    with transaction.atomic():
+        with pytest.raises(IdempotencyKeyReusedError):
+            ChainPipeline.trigger({"n": 5}, idempotency_key="order-42")
+        again = ChainPipeline.trigger({"n": 1}, idempotency_key="order-42")
+
+    assert str(error.value) == (
+        f"idempotency key 'order-42' already names run {first.pk} of ChainPipeline, which "
+        f"was triggered with a different input; use a new key for a new input"
+    )
+    assert error.value.run_id == first.pk
+    assert again.pk == first.pk
+    assert PipelineRun.objects.count() == 1
+    assert get_queue("pipelines").count == 1
 
 
 def test_bad_input_is_refused_before_anything_is_written(redis_conn):

@@ -35,6 +35,7 @@ from pipelines.lifecycle import (
     RunStatus,
     StepKind,
     StepStatus,
+    run_state,
 )
 from pipelines.models import ContextWrite, JoinBarrier, PipelineRun, RunContext, StepExecution
 from pipelines.step import RetryPolicy
@@ -106,7 +107,7 @@ class OrmStore:
             current=[StepStatus.RUNNING],
             to=StepStatus.CANCELLED,
             finished_at=clock.now(),
-            error=f"not started: run is {run.status}",
+            error=f"not started: the run {run_state(run.status)}",
         )
         return True
 

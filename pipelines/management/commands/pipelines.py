@@ -1,13 +1,16 @@
 """``python manage.py pipelines <sub>``: see and steer pipelines from a shell.
 
 Readable tables by default, ``--json`` for scripts; errors go to stderr with a non-zero
-exit and say how to fix them.
+exit and say how to fix them. The help (descriptions, examples) is in ``cli_help``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -18,13 +21,28 @@ from pipelines.engine.sweeper import sweep
 from pipelines.exceptions import PipelineError
 from pipelines.graph_svg import render_text
 from pipelines.inputs import parse_count, parse_id, parse_json_text, parse_text
+from pipelines.lifecycle import TERMINAL_RUN_STATUSES, RunStatus, run_state
+from pipelines.management.cli_help import HELP, OVERVIEW, PROG
 from pipelines.management.generator import generate_pipeline
-from pipelines.management.terminal import SafeParser, make_safe, one_line, printable
+from pipelines.management.run_output import (
+    NO_DASHBOARD,
+    error_line,
+    run_dict,
+    show_data,
+    summary,
+    table,
+    with_progress,
+)
+from pipelines.management.terminal import SafeParser, make_safe, printable
 from pipelines.management.worker_options import add_worker_arguments, run_worker
-from pipelines.masking import mask, mask_text
-from pipelines.models import PipelineRun, RunStatus
+from pipelines.masking import mask_text
+from pipelines.models import PipelineRun
+from pipelines.timestamps import timestamp
 
 MAX_LIMIT = 10_000
+MAX_SHOWN_STEPS = 200
+EXIT_WAIT_TIMEOUT = 3  # documented in cli_help.EXIT_STATUS
+POLL_SECONDS = 0.2
 
 
 def _run_id(value: str) -> int:
@@ -33,86 +51,92 @@ def _run_id(value: str) -> int:
 
 def _existing(run_id: int) -> PipelineRun:
     try:
-        return PipelineRun.objects.get(pk=run_id)
+        return with_progress(run_id)
     except PipelineRun.DoesNotExist:
-        raise CommandError(
-            f"no run with id {run_id}; list runs with: python manage.py pipelines runs"
-        ) from None
-
-
-def _json_arg(text: str, what: str) -> Any:
-    return parse_json_text(text, what=what)
-
-
-def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    rows = [[one_line(c) for c in row] for row in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _run_dict(run: PipelineRun) -> dict[str, Any]:
-    return {
-        "id": run.pk,
-        "pipeline": run.pipeline,
-        "status": run.status,
-        "created_at": run.created_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "idempotency_key": mask_text(run.idempotency_key or "") or None,
-        "steps_done": getattr(run, "steps_done", None),
-        "steps_total": getattr(run, "steps_total", None),
-        "error": mask_text(run.error),
-    }
+        raise CommandError(f"no run with id {run_id}; list runs with: {PROG} runs") from None
 
 
 class Command(BaseCommand):
-    help = (
-        "See and steer pipelines: list, graph, trigger, runs, show, cancel, retry, resume, "
-        "rerun, send-event, recover, new, worker, doctor."
-    )
+    help = OVERVIEW
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        return make_safe(super().create_parser(prog_name, subcommand, **kwargs))
+        parser = make_safe(super().create_parser(prog_name, subcommand, **kwargs))
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         subs = parser.add_subparsers(
             dest="sub", required=True, metavar="SUBCOMMAND", parser_class=SafeParser
         )
 
-        def sub(name: str, help: str, json_output: bool = True) -> CommandParser:
-            p = subs.add_parser(name, help=help)
-            if json_output:
+        def sub(name: str, *aliases: str) -> CommandParser:
+            text = HELP[name]
+            p = subs.add_parser(
+                name,
+                aliases=list(aliases),
+                help=text.summary,
+                description=text.wrapped(),
+                epilog=text.epilog(),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            if name != "worker":  # a worker prints its log, not a result
                 p.add_argument("--json", action="store_true", help="Machine-readable output.")
             return p
 
-        sub("list", "The registered pipelines.")
-        sub("graph", "A text picture of a pipeline's graph.", False).add_argument("name")
-        trigger = sub("trigger", "Start a run.")
-        trigger.add_argument("name")
+        def run_arg(p: CommandParser) -> CommandParser:
+            p.add_argument("run", metavar="RUN", help="A run id (see: pipelines runs).")
+            return p
+
+        def url_arg(p: CommandParser) -> CommandParser:
+            p.add_argument(
+                "--base-url",
+                default=None,
+                help="Scheme and host of the dashboard for the run's URL, e.g. "
+                "https://ops.example.com (default: the PIPELINES_DASHBOARD_URL setting).",
+            )
+            return p
+
+        sub("list")
+        sub("graph").add_argument("name", metavar="NAME", help="A pipeline's name.")
+        trigger = url_arg(sub("trigger"))
+        trigger.add_argument("name", metavar="NAME", help="The pipeline to run (see: list).")
         trigger.add_argument("--input", default="null", help="JSON input (default: null).")
-        trigger.add_argument("--idempotency-key", default=None)
-        runs = sub("runs", "Recent runs, newest first.")
-        runs.add_argument("--status", choices=RunStatus.values)
-        runs.add_argument("--pipeline")
+        trigger.add_argument(
+            "--idempotency-key",
+            default=None,
+            help="Trigger once per key: the same key and input return the existing run.",
+        )
+        trigger.add_argument(
+            "--wait", action="store_true", help="Wait for the run to finish (see exit status)."
+        )
+        trigger.add_argument(
+            "--timeout",
+            type=float,
+            default=600.0,
+            help="Seconds --wait waits before giving up with exit status 3 (default: 600).",
+        )
+        runs = url_arg(sub("runs"))
+        runs.add_argument("--status", choices=RunStatus.values, help="Only runs in this status.")
+        runs.add_argument("--pipeline", help="Only runs of this pipeline.")
         runs.add_argument("--limit", default="20", help=f"1 to {MAX_LIMIT} (default: 20).")
-        sub("show", "A run: status, steps, context.").add_argument("run")
-        cancel = sub("cancel", "Cancel a run (its compensations run).")
-        cancel.add_argument("run")
-        cancel.add_argument("--reason", default="cancelled from the command line")
-        for name in ("retry", "resume"):
-            sub(name, "Retry a failed run from its failed steps.").add_argument("run")
-        sub("rerun", "Start a new run with the same input.").add_argument("run")
-        event = sub("send-event", "Deliver an event to a waiting run.")
-        event.add_argument("run")
-        event.add_argument("name")
+        run_arg(url_arg(sub("show")))
+        cancel = run_arg(sub("cancel"))
+        cancel.add_argument(
+            "--reason",
+            default="cancelled from the command line",
+            help="Recorded as the run's error.",
+        )
+        run_arg(sub("retry", "resume"))
+        run_arg(url_arg(sub("rerun")))
+        event = run_arg(sub("send-event"))
+        event.add_argument("name", metavar="NAME", help="The event's name (WaitForEvent).")
         event.add_argument("--payload", default="null", help="JSON payload (default: null).")
-        sub("recover", "One sweeper pass: reclaim, re-enqueue, expire waits.", False)
-        new = sub("new", "Write a pipeline module skeleton and a test for it.", False)
-        new.add_argument("name", help="Pipeline class name, e.g. ImportInvoices")
+        sub("recover")
+        new = sub("new")
+        new.add_argument("name", metavar="NAME", help="Pipeline class name, e.g. ImportInvoices")
         new.add_argument("--app", required=True, help="Installed app label, e.g. shop")
-        add_worker_arguments(sub("worker", "Run a pipelines worker (engine jobs, JSON).", False))
-        sub("doctor", "Is every pipelines queue served by a pipelines worker?")
+        add_worker_arguments(sub("worker"))
+        sub("doctor")
 
     def handle(self, *args: Any, **options: Any) -> None:
         handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -125,7 +149,6 @@ class Command(BaseCommand):
                 o, lambda r: services.run_cancel(run_id=r, reason=o["reason"])
             ),
             "retry": lambda o: self._act(o, lambda r: services.run_resume(run_id=r)),
-            "resume": lambda o: self._act(o, lambda r: services.run_resume(run_id=r)),
             "rerun": lambda o: self._act(o, lambda r: services.run_rerun(run_id=r)),
             "send-event": self._send_event,
             "recover": self._recover,
@@ -133,10 +156,16 @@ class Command(BaseCommand):
             "worker": lambda o: run_worker(o, verbosity=o["verbosity"]),
             "doctor": self._doctor,
         }
+        handlers["resume"] = handlers["retry"]
         try:
             result = handlers[options["sub"]](options)
         except PipelineError as exc:
             raise CommandError(printable(mask_text(str(exc)))) from None
+        self._print(result, options)
+        if options["sub"] == "trigger" and options["wait"]:
+            self._exit_for(result[0])
+
+    def _print(self, result: Any, options: dict[str, Any]) -> None:
         if options.get("json"):
             text = json.dumps(
                 result[0] if isinstance(result, tuple) else result,
@@ -147,6 +176,19 @@ class Command(BaseCommand):
         else:
             text = result[1] if isinstance(result, tuple) else str(result)
         self.stdout.write(printable(text))
+
+    def _exit_for(self, data: dict[str, Any]) -> None:
+        if data["status"] == RunStatus.SUCCEEDED:
+            return
+        if data["status"] not in TERMINAL_RUN_STATUSES:
+            raise CommandError(
+                f"run {data['id']} {run_state(data['status'])} after --timeout; it goes on "
+                f"(see: {PROG} show {data['id']})",
+                returncode=EXIT_WAIT_TIMEOUT,
+            )
+        raise CommandError(
+            printable(f"run {data['id']} {run_state(data['status'])}: {error_line(data['error'])}")
+        )
 
     def _list(self, options: dict[str, Any]) -> tuple[Any, str]:
         rows = [
@@ -159,113 +201,110 @@ class Command(BaseCommand):
             }
             for p in registry.all_pipelines()
         ]
-        table = _table(
+        text = table(
             [[r["name"], str(r["steps"]), r["module"], r["on_halt"] or "-"] for r in rows],
             ["pipeline", "steps", "module", "on halt"],
         )
-        return rows, table
+        return rows, text
 
-    def _graph(self, options: dict[str, Any]) -> str:
-        return render_text(registry.get(options["name"]).graph)
+    def _graph(self, options: dict[str, Any]) -> tuple[Any, str]:
+        graph = registry.get(options["name"]).graph
+        picture = render_text(graph)
+        nodes = [*graph.nodes.values(), *([graph.halt] if graph.halt else [])]
+        data = {
+            "pipeline": graph.pipeline,
+            "entry": graph.entry,
+            "halt": graph.halt.id if graph.halt else None,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "step": f"{n.step.__module__}.{n.step.__qualname__}",
+                    "label": n.label,
+                    "transition": {"kind": type(n.transition).__name__.lower()}
+                    | asdict(n.transition),
+                }
+                for n in nodes
+            ],
+            "text": picture.splitlines(),
+        }
+        return data, picture
 
     def _trigger(self, options: dict[str, Any]) -> tuple[Any, str]:
         registry.get(options["name"])  # unknown names fail before the input is parsed
-        data = _json_arg(options["input"], "--input")
+        data = parse_json_text(options["input"], what="--input")
+        if options["timeout"] <= 0:
+            raise CommandError(f"--timeout must be more than 0 seconds, got {options['timeout']}")
         run = services.run_trigger(
             pipeline=options["name"], input=data, idempotency_key=options["idempotency_key"]
         )
-        return _run_dict(run), f"run {run.pk} ({run.pipeline}): {run.status}"
+        if options["wait"]:
+            deadline = time.monotonic() + options["timeout"]
+            while run.refresh().status not in TERMINAL_RUN_STATUSES:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+        return self._run_result(run.pk, options)
+
+    def _run_result(self, run_id: int, options: dict[str, Any]) -> tuple[Any, str]:
+        run = with_progress(run_id)
+        data = run_dict(run, base_url=options.get("base_url"))
+        text = f"{summary(run)}\n{data['url'] or NO_DASHBOARD}"
+        if run.error:
+            text += f"\nerror: {error_line(run.error)}"
+        return data, text
 
     def _runs(self, options: dict[str, Any]) -> tuple[Any, str]:
         limit = parse_count(options["limit"], what="--limit", maximum=MAX_LIMIT)
-        queryset = selectors.runs_list(
-            pipeline=parse_text(options.get("pipeline") or "", what="--pipeline"),
-            status=options.get("status") or "",
-        )[:limit]
-        runs = list(queryset)
-        table = _table(
+        pipeline = parse_text(options.get("pipeline") or "", what="--pipeline")
+        if pipeline and not PipelineRun.objects.filter(pipeline=pipeline).exists():
+            registry.get(pipeline)  # "unknown pipeline 'Nope' (known: ...)"
+        queryset = selectors.runs_list(pipeline=pipeline, status=options.get("status") or "")
+        runs = list(queryset[:limit])
+        text = table(
             [
                 [
                     str(r.pk),
                     r.pipeline,
                     r.status,
                     f"{getattr(r, 'steps_done', '?')}/{getattr(r, 'steps_total', '?')}",
-                    r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    mask_text(r.error or "")[:60],
+                    timestamp(r.created_at),
+                    error_line(r.error or ""),
                 ]
                 for r in runs
             ],
             ["run", "pipeline", "status", "steps", "created", "error"],
         )
-        return [_run_dict(r) for r in runs], table if runs else "no runs"
+        data = [run_dict(r, base_url=options.get("base_url")) for r in runs]
+        return data, text if runs else "no runs"
 
     def _show(self, options: dict[str, Any]) -> tuple[Any, str]:
         run = _existing(_run_id(options["run"]))
-        steps = list(selectors.run_steps(run_id=run.pk)[:200])
-        entries = selectors.run_context_entries(run_id=run.pk)
-        data = {
-            **_run_dict(run),
-            "input": mask(run.input),
-            "output": mask(run.output),
-            "steps": [
-                {
-                    "id": s.pk,
-                    "node": s.node,
-                    "kind": s.kind,
-                    "status": s.status,
-                    "attempts": s.attempt,
-                    "error": mask_text(s.error),
-                }
-                for s in steps
-            ],
-            "context": {e.key: {"value": e.value, "written_by": e.writer} for e in entries},
-        }
-        lines = [f"run {run.pk} ({run.pipeline}): {run.status}"]
-        if run.error:
-            lines.append(f"error: {one_line(mask_text(run.error))}")
-        lines += [
-            "",
-            _table(
-                [
-                    [str(s.pk), s.node, s.kind, s.status, str(s.attempt), mask_text(s.error)[:50]]
-                    for s in steps
-                ],
-                ["id", "step", "kind", "status", "attempts", "error"],
-            ),
-            "",
-            "context:",
-        ]
-        lines += [
-            f"  {one_line(e.key)} = {one_line(json.dumps(e.value, ensure_ascii=False))}  "
-            f"[{e.writer}]"
-            for e in entries
-        ] or ["  (empty)"]
-        return data, "\n".join(lines)
+        return show_data(run, base_url=options.get("base_url"), max_steps=MAX_SHOWN_STEPS)
 
     def _act(self, options: dict[str, Any], action: Callable[[int], PipelineRun]) -> Any:
         run = _existing(_run_id(options["run"]))
         result = action(run.pk)
-        result.refresh_from_db()
-        return _run_dict(result), f"run {result.pk} ({result.pipeline}): {result.status}"
+        return self._run_result(result.pk, options)
 
     def _send_event(self, options: dict[str, Any]) -> Any:
         run = _existing(_run_id(options["run"]))
-        payload = _json_arg(options["payload"], "--payload")
-        result = services.run_send_event(run_id=run.pk, name=options["name"], payload=payload)
-        result.refresh_from_db()
-        text = f"run {result.pk}: event {options['name']!r} delivered; run is {result.status}"
-        return _run_dict(result), text
+        payload = parse_json_text(options["payload"], what="--payload")
+        services.run_send_event(run_id=run.pk, name=options["name"], payload=payload)
+        data, text = self._run_result(run.pk, options)
+        return data, f"event {options['name']!r} delivered; {text}"
 
-    def _recover(self, options: dict[str, Any]) -> str:
-        return f"recovery pass done: {sweep()}"
+    def _recover(self, options: dict[str, Any]) -> tuple[Any, str]:
+        report = sweep()
+        return asdict(report), f"recovery pass done: {report}"
 
-    def _new(self, options: dict[str, Any]) -> str:
+    def _new(self, options: dict[str, Any]) -> tuple[Any, str]:
         written = generate_pipeline(name=options["name"], app_label=options["app"])
-        return (
+        text = (
             "wrote:\n"
             + "\n".join(f"  {path}" for path in written)
             + "\nRestart your pipelines workers so they load the new pipeline."
         )
+        return {"written": [str(path) for path in written]}, text
 
     def _doctor(self, options: dict[str, Any]) -> tuple[Any, str]:
         problems = doctor.diagnose()
