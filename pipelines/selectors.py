@@ -3,16 +3,29 @@ whatever the size of the run."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, TextField
-from django.db.models.fields.json import KeyTextTransform
+from django.db import connections
+from django.db.models import (
+    CharField,
+    Count,
+    DecimalField,
+    Func,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce
 
-from pipelines.exceptions import InputValueError
+from pipelines.exceptions import InputValueError, InvalidValueError
 from pipelines.inputs import is_id
 from pipelines.masking import mask_entry
 from pipelines.models import (
@@ -24,6 +37,7 @@ from pipelines.models import (
     StepKind,
     StepStatus,
 )
+from pipelines.values import check_json
 
 STEPS_PER_PAGE = 50
 KEYS_PER_PAGE = 100
@@ -53,7 +67,7 @@ def runs_list(
     q: str = "",
 ) -> QuerySet[PipelineRun]:
     """Runs, newest first, filtered. ``q`` is a run id, an idempotency key, or a context
-    ``key=value`` (the value compared as text, e.g. ``customer_id=7``)."""
+    ``key=value`` (see :func:`search_value` for how the value is read)."""
     runs = PipelineRun.objects.all()
     if pipeline:
         runs = runs.filter(pipeline=pipeline)
@@ -66,15 +80,8 @@ def runs_list(
     q = q.strip()
     if q:
         if "=" in q:
-            key, _, value = q.partition("=")
-            _check_searchable_key(key.strip())
-            # Cast to text: compared as a JSON path, SQLite would parse the typed value as
-            # JSON and fail on "a=b=c".
-            runs = runs.annotate(
-                _searched=Cast(
-                    KeyTextTransform(key.strip(), "context_row__data"), output_field=TextField()
-                )
-            ).filter(_searched=value.strip())
+            key, _, typed = q.partition("=")
+            runs = _search_context(runs, _searchable_key(key), search_value(typed))
         elif is_id(q):
             runs = runs.filter(Q(pk=int(q)) | Q(idempotency_key=q))
         else:
@@ -82,16 +89,70 @@ def runs_list(
     return runs_with_progress(runs).order_by("-created_at", "-id")
 
 
-def _check_searchable_key(key: str) -> None:
+def _search_context(runs: QuerySet[PipelineRun], key: str, value: Any) -> QuerySet[PipelineRun]:
+    if connections[runs.db].vendor != "mysql":
+        return runs.filter(**{f"context_row__data__{key}": value})
+    # MariaDB compares JSON values as their unquoted text: the string "7" would equal the
+    # number 7, and 7.0 would not. The JSON type and a numeric cast keep the rule above.
+    kind = Cast(Func(KeyTransform(key, "context_row__data"), function="JSON_TYPE"), CharField())
+    runs = runs.annotate(_kind=kind)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = Cast(
+            KeyTextTransform(key, "context_row__data"),
+            DecimalField(max_digits=65, decimal_places=30),
+        )
+        return runs.annotate(_number=number).filter(
+            _kind__in=("INTEGER", "DOUBLE"), _number=Decimal(str(value))
+        )
+    runs = runs.filter(**{f"context_row__data__{key}": value})
+    return runs.filter(_kind="STRING") if isinstance(value, str) else runs.exclude(_kind="STRING")
+
+
+def _searchable_key(key: str) -> str:
     """Django reads a JSON key that int() accepts ("1", "-1", "8_0") as an array index: on
     SQLite "-1" is a malformed path, on PostgreSQL "1" never matches an object's key."""
+    key = key.strip()
+    if not key:
+        raise InputValueError("q: key=value needs a context key before the =, got none")
     try:
         int(key)
     except ValueError:
-        return
+        return key
     raise InputValueError(
         f"q: a context key that reads as a number cannot be searched, got {key!r}"
     )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+_SCALAR = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def search_value(typed: str) -> Any:
+    """The value a ``key=value`` search looks for. The rule, the same on every database:
+    text that is a JSON number, ``true``, ``false``, ``null`` or a "quoted string" is that
+    JSON value; anything else is the string itself. Values are then compared as JSON:
+    ``customer_id=7`` and ``customer_id=7.0`` find the number 7; ``customer_id=07`` and
+    ``customer_id="7"`` find the strings "07" and "7"; ``charge_id=ch_x`` finds "ch_x";
+    ``note=`` finds the empty string. Lists and objects cannot be searched: SQLite reads
+    them back as text, so they would match a string that reads the same there only; a
+    value that starts with ``[`` or ``{`` is refused."""
+    typed = typed.strip()
+    if typed.startswith(("[", "{")):
+        raise InputValueError(
+            f"q: lists and objects cannot be searched, got {typed[:40]!r} after the ="
+        )
+    try:
+        value = _SCALAR.decode(typed)
+    except ValueError:
+        return typed
+    try:
+        check_json(value, where="q")
+    except InvalidValueError:
+        return typed  # a number no database stores (1e400, 2**64): nothing can match it
+    return value
 
 
 def run_steps(*, run_id: int) -> QuerySet[StepExecution]:
