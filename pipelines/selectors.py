@@ -204,6 +204,7 @@ class ContextEntry:
     value: Any  # masked when the key looks secret
     writer: str
     earlier: list[Any]  # overwritten values, oldest first (masked alike)
+    history: list[ContextWrite]  # every write of the key, oldest first (values unmasked)
 
 
 def run_context_entries(*, run_id: int) -> list[ContextEntry]:
@@ -222,6 +223,7 @@ def _entries(writes: list[ContextWrite]) -> list[ContextEntry]:
             mask_entry(key, history[-1].value),
             history[-1].writer(),
             [mask_entry(key, w.value) for w in history[:-1]],
+            history,
         )
         for key, history in sorted(by_key.items())
     ]
@@ -258,3 +260,24 @@ def run_context_after(*, run_id: int, finished: datetime | None) -> dict[str, An
     ):
         state[key] = value
     return {key: mask_entry(key, value) for key, value in sorted(state.items())}
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    key: str
+    value: Any  # masked alike
+    overwrite: bool
+
+
+def run_step_writes(*, execution_ids: list[int]) -> dict[int, list[StepWrite]]:
+    """What each of the given step executions wrote to the context (one query): the
+    per-step diff of the run page."""
+    found: dict[int, list[StepWrite]] = {}
+    rows = (
+        ContextWrite.objects.filter(execution_id__in=execution_ids)
+        .order_by("id")
+        .values_list("execution_id", "key", "value", "overwrite")
+    )
+    for execution_id, key, value, overwrite in rows:
+        found.setdefault(execution_id, []).append(StepWrite(key, mask_entry(key, value), overwrite))
+    return found

@@ -211,9 +211,62 @@ def test_context_after_a_step_shows_the_context_as_it_stood(users, redis_conn):
     client = client_for(users["viewer"])
 
     html = client.get(reverse("pipelines:run", args=[run.pk]) + f"?after={double.pk}").content
-    assert b"After step #" in html
+    assert f"Step #{double.pk} ".encode() in html
     assert b"double-3" in html
     assert b"added after the run" not in html
+
+
+def test_context_diff_and_writers_per_step(users, redis_conn):
+    run = drive(p.ChainPipeline.trigger({"n": 1}))
+    run.context.set("double-3", 7, overwrite=True)
+    double = StepExecution.objects.get(run=run, step="Double")
+    client = client_for(users["viewer"])
+
+    diff = client.get(reverse("pipelines:run", args=[run.pk]), {"after": double.pk})
+    rows = diff.context["snapshot_diff"]
+    assert [(w["key"], w["value"], w["overwrite"]) for w in rows] == [("double-3", "6", False)]
+    assert b'<tr class="added"><td>added</td><td><code>double-3</code>' in diff.content
+
+    page = client.get(reverse("pipelines:run", args=[run.pk]))
+    html = page.content.decode()
+    # The current value, its writer (outside a step, an overwrite) and the whole history.
+    (entry,) = page.context["entries"]
+    assert entry["value"] == "7"
+    assert entry["last"].execution_id is None and entry["last"].overwrite
+    assert [h["write"].execution_id for h in entry["history"]] == [double.pk, None]
+    assert "history (2 writes, 1 overwritten)" in html
+    assert f'<a href="#step-{double.pk}">Double' in html
+    # The step's own row lists what it wrote.
+    assert '<li class="added">+ <code>double-3</code> = <code>6</code></li>' in html
+    # The context comes before the graph, the timeline and the step history.
+    assert html.index('id="context"') < html.index('id="graph"') < html.index('id="steps"')
+
+
+def test_panels_of_a_run_that_finishes_change_in_the_live_fragment(users, redis_conn):
+    client = client_for(users["operator"])
+    active = p.FailingPipeline.trigger({"n": 1})
+    live = client.get(reverse("pipelines:run-live", args=[active.pk])).content.decode()
+    assert "Cancel run" in live and "Retry failed step" not in live
+    assert "Not yet: the run has not finished." in live
+    failed = drive(active)
+    assert failed.status == "failed"
+    live = client.get(reverse("pipelines:run-live", args=[failed.pk])).content.decode()
+    assert "Cancel run" not in live
+    assert "Retry failed step" in live
+    assert "None: the run failed." in live
+
+    done = drive(p.ChainPipeline.trigger({"n": 1}))
+    live = client.get(reverse("pipelines:run-live", args=[done.pk])).content.decode()
+    assert "Cancel run" not in live and "Retry failed step" not in live
+    assert '<section class="panel" id="run-output"><h2>Output</h2><pre>{' in live
+
+
+def test_unknown_run_is_a_styled_404(users):
+    response = client_for(users["viewer"]).get(reverse("pipelines:run", args=[999_999]))
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "dashboard.css" in html
+    assert "No run with id 999999" in html
 
 
 def test_live_fragment_polls_only_while_the_run_is_active(users, redis_conn):
