@@ -232,7 +232,8 @@ def test_context_diff_and_writers_per_step(users, redis_conn):
     # The current value, its writer (outside a step, an overwrite) and the whole history.
     (entry,) = page.context["entries"]
     assert entry["value"] == "7"
-    assert entry["last"].execution_id is None and entry["last"].overwrite
+    assert entry["last"].execution_id is None
+    assert entry["last"].overwrite
     assert [h["write"].execution_id for h in entry["history"]] == [double.pk, None]
     assert "history (2 writes, 1 overwritten)" in html
     assert f'<a href="#step-{double.pk}">Double' in html
@@ -246,7 +247,8 @@ def test_panels_of_a_run_that_finishes_change_in_the_live_fragment(users, redis_
     client = client_for(users["operator"])
     active = p.FailingPipeline.trigger({"n": 1})
     live = client.get(reverse("pipelines:run-live", args=[active.pk])).content.decode()
-    assert "Cancel run" in live and "Retry failed step" not in live
+    assert "Cancel run" in live
+    assert "Retry failed step" not in live
     assert "Not yet: the run has not finished." in live
     failed = drive(active)
     assert failed.status == "failed"
@@ -257,7 +259,8 @@ def test_panels_of_a_run_that_finishes_change_in_the_live_fragment(users, redis_
 
     done = drive(p.ChainPipeline.trigger({"n": 1}))
     live = client.get(reverse("pipelines:run-live", args=[done.pk])).content.decode()
-    assert "Cancel run" not in live and "Retry failed step" not in live
+    assert "Cancel run" not in live
+    assert "Retry failed step" not in live
     assert '<section class="panel" id="run-output"><h2>Output</h2><pre>{' in live
 
 
