@@ -7,6 +7,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
+from django.utils.timesince import timesince
 
 from pipelines.masking import mask_text
 
@@ -61,3 +62,13 @@ def moment(value: datetime | None) -> str:
     if value is None:
         return NOTHING
     return date_format(timezone.localtime(value), MOMENT_FORMAT)
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """'just now', '3 minutes ago': never '0 minutes ago'."""
+    if value is None:
+        return NOTHING
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value)} ago"

@@ -10,7 +10,15 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 
-from pipelines import definitions, progress, registry, selectors, stats, tracebacks
+from pipelines import (
+    definitions,
+    progress,
+    queue_status,
+    registry,
+    selectors,
+    stats,
+    tracebacks,
+)
 from pipelines.engine import doctor
 from pipelines.graph_svg import render_svg
 from pipelines.inputs import is_id, parse_id, parse_moment, parse_text
@@ -37,6 +45,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "peak": peak,
             "statuses": RunStatus.values,
             "worker_problems": doctor.diagnose(),
+            "queues": queue_status.queues(),
         },
     )
 
