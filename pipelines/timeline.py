@@ -149,6 +149,5 @@ def render_timeline(
         f'aria-label="timeline of attempts over {span:.2f} s">'
         + "".join(ticks)
         + "".join(parts)
-        + f'<text class="axis total" x="{WIDTH - 2}" y="{height - 2}" text-anchor="end">'
-        f"{span:.2f} s</text></svg>"
+        + f'<text class="axis total" x="0" y="{top + 14}">total {span:.2f} s</text></svg>'
     )

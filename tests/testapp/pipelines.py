@@ -380,3 +380,17 @@ from tests.testapp import (  # noqa: E402 - registers the deploy and leak probe 
     deploy_pipelines,  # noqa: F401
     leak_pipelines,  # noqa: F401
 )
+
+
+class SlowThenFail(Step):
+    """Long enough for a browser to open the run page while it runs; then fails."""
+
+    retries = 0
+
+    def execute(self, payload: Any) -> None:
+        time.sleep(float(payload.get("sleep", 2.0)))
+        raise ValueError("card declined after the page was opened")
+
+
+class SlowFailingPipeline(Pipeline):
+    definition = start(SlowThenFail)
