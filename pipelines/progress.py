@@ -50,7 +50,7 @@ def of_run(run: PipelineRun, graph: Graph | None, counts: dict[str, dict[str, in
     """``counts`` is {node: {status: executions}} (selectors.run_node_counts). A node no
     execution reached is pending while the run is active, and skipped once it has ended
     (a route not taken, or never reached after a failure or a cancel)."""
-    nodes = list(graph.nodes) if graph is not None else list(counts)
+    nodes = list(graph.nodes) if graph is not None else [n for n in counts if ":" not in n]
     result = Progress(total=len(nodes))
     for node in nodes:
         if node in counts:

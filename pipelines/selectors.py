@@ -181,16 +181,19 @@ def run_waiting_events(*, run_id: int) -> list[str]:
 
 
 def run_node_counts(*, run_id: int) -> dict[str, dict[str, int]]:
-    """{node: {status: count}} for the graph, in one grouped query."""
+    """{node: {status: count}} for the graph, in one grouped query. A halt handler's and
+    a compensation's executions count under ``"halt:<node>"`` and
+    ``"compensation:<node>"`` (the node they run for), apart from the steps'."""
     counts: dict[str, dict[str, int]] = {}
     rows = (
-        StepExecution.objects.filter(run_id=run_id, kind="step")
-        .values_list("node", "status")
+        StepExecution.objects.filter(run_id=run_id)
+        .values_list("kind", "node", "status")
         .annotate(n=Count("id"))
         .order_by()
     )
-    for node, status, n in rows:
-        counts.setdefault(node, {})[status] = n
+    for kind, node, status, n in rows:
+        key = node if kind == StepKind.STEP else f"{kind}:{node}"
+        counts.setdefault(key, {})[status] = n
     return counts
 
 

@@ -337,3 +337,21 @@ def test_overview_shows_counts_failures_and_pipeline_rates(users, redis_conn):
     assert "100.0%" in html  # ChainPipeline
     assert "0.0%" in html  # FailingPipeline
     assert "2</strong> runs finished" in html
+
+
+def test_graph_draws_the_halt_handler_and_compensations(users, redis_conn):
+    run = drive(p.SagaPipeline.trigger(None))
+    page = client_for(users["viewer"]).get(reverse("pipelines:run", args=[run.pk]))
+    svg = page.context["graph_svg"]
+    # The halt handler ran once, drawn in its own row; Reserve was undone, Charge's undo
+    # failed; Explodes has no compensation.
+    assert '<g class="node halt status-succeeded" data-node="RecordHalt.' in svg
+    reserve = svg[svg.index('data-node="Reserve.0"') :].split("</g>")[0]
+    charge = svg[svg.index('data-node="Charge.1"') :].split("</g>")[0]
+    explodes = svg[svg.index('data-node="Explodes.2"') :].split("</g>")[0]
+    assert '<text class="undo status-succeeded"' in reserve
+    assert "\u21ba undone" in reserve
+    assert '<text class="undo status-failed"' in charge
+    assert "undo" not in explodes
+    # Progress: the failed step in its colour, the compensated ones still done.
+    assert page.context["progress"].parts == {"succeeded": 2, "failed": 1}
