@@ -82,7 +82,11 @@ def render_timeline(
     rows = _rows(executions)
     if not rows:
         return mark_safe('<p class="muted">No attempts yet.</p>')
-    span = max((end - origin).total_seconds(), 0.001)
+    run_span = max((end - origin).total_seconds(), 0.001)
+    # A halt handler or a compensation may run after the run was stamped finished: the
+    # axis goes on past the header's duration, which a line marks.
+    last = max((a.finished_at or end) for _, a in rows)
+    span = max(run_span, (last - origin).total_seconds())
     scale = PLOT_W / span
     parts = []
     previous_end: dict[int, datetime] = {}
@@ -97,13 +101,18 @@ def render_timeline(
         marker = ""
         if attempt.status in FAILED_ATTEMPTS:
             marker = "\u2715 " + attempt.status.replace("_", " ")
+        bar_end = LABEL_W + (start + length) * scale
+        # The mark goes right of its bar, or left of it when the bar ends near the edge.
+        marker_x, anchor = bar_end + 4, "start"
+        if bar_end + 80 > WIDTH:
+            marker_x, anchor = LABEL_W + wait_start * scale - 4, "end"
         parts.append(
             format_html(
                 '<g class="bar status-{}"><title>{}: {} after {}s waiting, ran {}s{}</title>'
                 '<text class="label" x="0" y="{}">{}</text>'
                 '<rect class="wait" x="{}" y="{}" width="{}" height="{}"/>'
                 '<rect class="run" x="{}" y="{}" width="{}" height="{}" rx="2"/>'
-                '<text class="marker" x="{}" y="{}">{}</text></g>',
+                '<text class="marker" x="{}" y="{}" text-anchor="{}">{}</text></g>',
                 attempt.status,
                 row_label(execution, attempt.number),
                 attempt.status,
@@ -120,8 +129,9 @@ def render_timeline(
                 y + 4,
                 f"{max(length * scale, 2):.1f}",
                 ROW_H - 8,
-                f"{min(LABEL_W + (start + length) * scale + 4, WIDTH - 70):.1f}",
+                f"{marker_x:.1f}",
                 y + 14,
+                anchor,
                 marker,
             )
         )
@@ -142,6 +152,19 @@ def render_timeline(
                 _tick_label(n * step, step),
             )
         )
+    if span > run_span * 1.001:
+        x = LABEL_W + run_span * scale
+        ticks.append(
+            format_html(
+                '<line class="finish" x1="{}" y1="0" x2="{}" y2="{}"/>'
+                '<text class="axis finish" x="{}" y="{}" text-anchor="end">run finished</text>',
+                f"{x:.1f}",
+                f"{x:.1f}",
+                top,
+                f"{x - 3:.1f}",
+                top - 3,
+            )
+        )
     height = top + AXIS_H
     return mark_safe(  # noqa: S308 - parts are built with format_html
         f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" '
@@ -149,5 +172,5 @@ def render_timeline(
         f'aria-label="timeline of attempts over {span:.2f} s">'
         + "".join(ticks)
         + "".join(parts)
-        + f'<text class="axis total" x="0" y="{top + 14}">total {span:.2f} s</text></svg>'
+        + f'<text class="axis total" x="0" y="{top + 14}">run: {run_span:.2f} s</text></svg>'
     )
