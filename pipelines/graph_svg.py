@@ -187,7 +187,8 @@ def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) ->
         parts.append(_halt_node(graph, counts, body_h - PAD + GAP_Y))
     return mark_safe(  # noqa: S308 - every piece above is built with format_html
         f'<svg class="graph" viewBox="0 0 {width} {height}" width="100%" '
-        f'style="max-width:{width}px" '
+        # Its natural size at every width (the panel scrolls): never shrunk to tiny text.
+        f'style="min-width:{width}px;max-width:{width}px" '
         f'role="img" aria-label="{escape(graph.pipeline)} graph">' + "".join(parts) + "</svg>"
     )
 
