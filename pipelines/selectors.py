@@ -184,16 +184,21 @@ def run_node_counts(*, run_id: int) -> dict[str, dict[str, int]]:
     """{node: {status: count}} for the graph, in one grouped query. A halt handler's and
     a compensation's executions count under ``"halt:<node>"`` and
     ``"compensation:<node>"`` (the node they run for), apart from the steps'."""
-    counts: dict[str, dict[str, int]] = {}
+    return runs_node_counts(run_ids=[run_id]).get(run_id, {})
+
+
+def runs_node_counts(*, run_ids: list[int]) -> dict[int, dict[str, dict[str, int]]]:
+    """:func:`run_node_counts` for several runs (a page of the runs list), one query."""
+    counts: dict[int, dict[str, dict[str, int]]] = {}
     rows = (
-        StepExecution.objects.filter(run_id=run_id)
-        .values_list("kind", "node", "status")
+        StepExecution.objects.filter(run_id__in=run_ids)
+        .values_list("run_id", "kind", "node", "status")
         .annotate(n=Count("id"))
         .order_by()
     )
-    for kind, node, status, n in rows:
+    for run_id, kind, node, status, n in rows:
         key = node if kind == StepKind.STEP else f"{kind}:{node}"
-        counts.setdefault(key, {})[status] = n
+        counts.setdefault(run_id, {}).setdefault(key, {})[status] = n
     return counts
 
 

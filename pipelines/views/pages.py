@@ -68,6 +68,11 @@ def runs(request: HttpRequest) -> HttpResponse:
         q=params["q"],
     )
     page = Paginator(queryset, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    counts = selectors.runs_node_counts(run_ids=[run.pk for run in page])
+    rows = [
+        (run, progress.of_run(run, definitions.graph_or_none(run), counts.get(run.pk, {})))
+        for run in page
+    ]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -75,6 +80,7 @@ def runs(request: HttpRequest) -> HttpResponse:
         "pipelines/runs.html",
         {
             "page": page,
+            "rows": rows,
             "params": params,
             "query": query.urlencode(),
             "pipelines": [p.name for p in registry.all_pipelines()],

@@ -324,7 +324,31 @@ def test_runs_list_filters_and_searches(users, redis_conn):
     assert listed("q=customer_id%3D7") == {keyed.pk}
     assert listed("since=1h") == {keyed.pk, other.pk}
     html = client.get(reverse("pipelines:runs")).content.decode()
-    assert "3/3" in html  # progress: steps done / created
+    assert "3/3" in html  # progress: steps of the graph done / all
+
+
+def test_runs_list_progress_is_against_the_graph_and_its_queries_are_constant(users, redis_conn):
+    client = client_for(users["viewer"])
+    url = reverse("pipelines:runs")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    drive(p.FailingPipeline.trigger({"n": 1}))
+    few = queries()
+    for n in range(6):
+        drive(p.ChainPipeline.trigger({"n": n}))
+        drive(p.FailingPipeline.trigger({"n": n}))
+    assert queries() <= few + 1  # at most one more: ChainPipeline's definition, once
+    assert queries() == queries()
+    rows = client.get(url).context["rows"]
+    failed = [progress for run, progress in rows if run.status == "failed"]
+    # Add succeeded, Explode failed, AddAgain never ran: every failed run reads the same.
+    assert {tuple(progress.segments) for progress in failed} == {
+        (("succeeded", 1, 33.33), ("failed", 1, 33.33), ("skipped", 1, 33.33))
+    }
 
 
 def test_overview_shows_counts_failures_and_pipeline_rates(users, redis_conn):
