@@ -275,6 +275,45 @@ class StepWrite:
     key: str
     value: Any  # masked alike
     overwrite: bool
+    previous: Any = None  # for an overwrite: the value it replaced (masked alike)
+    previous_writer: str = ""  # and who had written that value
+
+
+def step_diff(*, execution_id: int) -> list[StepWrite]:
+    """What one step execution wrote, each overwrite with the value it replaced and that
+    value's writer: one query, whatever the run's size."""
+    earlier = ContextWrite.objects.filter(
+        run_id=OuterRef("run_id"), key=OuterRef("key"), id__lt=OuterRef("id")
+    ).order_by("-id")
+    rows = (
+        ContextWrite.objects.filter(execution_id=execution_id)
+        .annotate(
+            previous_value=Subquery(earlier.values("value")[:1]),
+            previous_step=Subquery(earlier.values("step")[:1]),
+            previous_execution=Subquery(earlier.values("execution_id")[:1]),
+        )
+        .order_by("id")
+    )
+    found = []
+    for write in rows:
+        before = ""
+        if write.overwrite:
+            before = (
+                f"{write.previous_step} #{write.previous_execution}"
+                if write.previous_execution
+                else "a write outside a step"
+            )
+        previous = write.previous_value
+        found.append(
+            StepWrite(
+                write.key,
+                mask_entry(write.key, write.value),
+                write.overwrite,
+                mask_entry(write.key, previous) if write.overwrite else None,
+                before,
+            )
+        )
+    return found
 
 
 def run_step_writes(*, execution_ids: list[int]) -> dict[int, list[StepWrite]]:

@@ -170,13 +170,20 @@ def _context_part(request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
     snapshot = selectors.run_context_after(
         run_id=run.pk, finished=step.finished_at if step else None
     )
-    diff = selectors.run_step_writes(execution_ids=[step.pk]).get(step.pk, []) if step else []
+    diff = selectors.step_diff(execution_id=step.pk) if step else []
     return {
         "finished_steps": finished_steps,
         "snapshot": None if snapshot is None else pretty_json(snapshot),
         "snapshot_step": step,
         "snapshot_diff": [
-            {"key": w.key, "value": compact_json(w.value), "overwrite": w.overwrite} for w in diff
+            {
+                "key": w.key,
+                "value": compact_json(w.value),
+                "overwrite": w.overwrite,
+                "previous": compact_json(w.previous) if w.overwrite else "",
+                "previous_writer": w.previous_writer,
+            }
+            for w in diff
         ],
     }
 

@@ -379,3 +379,29 @@ def test_graph_draws_the_halt_handler_and_compensations(users, redis_conn):
     assert "undo" not in explodes
     # Progress: the failed step in its colour, the compensated ones still done.
     assert page.context["progress"].parts == {"succeeded": 2, "failed": 1}
+
+
+def test_a_step_diff_shows_what_an_overwrite_replaced_and_who_wrote_it(users, redis_conn):
+    run = drive(p.OverwritePipeline.trigger(None))
+    first = StepExecution.objects.get(run=run, step="WriteFirst")
+    rewrite = StepExecution.objects.get(run=run, step="Rewrite")
+    page = client_for(users["viewer"]).get(
+        reverse("pipelines:run", args=[run.pk]), {"after": rewrite.pk}
+    )
+    assert page.context["snapshot_diff"] == [
+        {
+            "key": "state",
+            "value": '{"final": true}',
+            "overwrite": True,
+            "previous": '"new"',
+            "previous_writer": f"WriteFirst.0 #{first.pk}",
+        },
+        {
+            "key": "note",
+            "value": '"rewritten"',
+            "overwrite": False,
+            "previous": "",
+            "previous_writer": "",
+        },
+    ]
+    assert f"written by WriteFirst.0 #{first.pk}" in page.content.decode()

@@ -394,3 +394,20 @@ class SlowThenFail(Step):
 
 class SlowFailingPipeline(Pipeline):
     definition = start(SlowThenFail)
+
+
+class WriteFirst(Step):
+    def execute(self, payload: Any) -> Any:
+        self.context.set("state", "new")
+        return payload
+
+
+class Rewrite(Step):
+    def execute(self, payload: Any) -> Any:
+        self.context.set("state", {"final": True}, overwrite=True)
+        self.context.set("note", "rewritten")
+        return payload
+
+
+class OverwritePipeline(Pipeline):
+    definition = start(WriteFirst).chain(Rewrite)
