@@ -95,12 +95,14 @@ def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) ->
     for node_id in graph.nodes:  # definition order keeps branches in declared order
         columns.setdefault(depth[node_id], []).append(node_id)
     tallest = max(len(c) for c in columns.values())
-    height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
+    body_h = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
+    # The halt handler sits in its own row under the flow: it runs only if the run fails.
+    height = body_h + (NODE_H + GAP_Y if graph.halt is not None else 0)
     width = PAD * 2 + len(columns) * NODE_W + (len(columns) - 1) * GAP_X
     pos: dict[str, tuple[int, int]] = {}
     for col, node_ids in columns.items():
         column_h = len(node_ids) * NODE_H + (len(node_ids) - 1) * GAP_Y
-        top = (height - column_h) // 2
+        top = (body_h - column_h) // 2
         for row, node_id in enumerate(node_ids):
             pos[node_id] = (PAD + col * (NODE_W + GAP_X), top + row * (NODE_H + GAP_Y))
     parts: list[str] = []
@@ -146,12 +148,22 @@ def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) ->
                 done,
                 total,
             )
+        undo = ""
+        if node.step.has_compensation():
+            undo_counts = counts.get(f"compensation:{node_id}", {})
+            undo = format_html(
+                '<text class="undo status-{}" x="{}" y="{}">{}</text>',
+                node_status(undo_counts) if undo_counts else "none",
+                x + NODE_W - 8,
+                y + 38,
+                "\u21ba undone" if undo_counts.get("succeeded") else "\u21ba compensable",
+            )
         parts.append(
             format_html(
                 '<g class="node status-{}" data-node="{}"><title>{} ({}): {}</title>'
                 '<rect x="{}" y="{}" width="{}" height="{}" rx="8"/>'
                 '<text class="label" x="{}" y="{}">{}</text>'
-                '<text class="kind" x="{}" y="{}">{}</text>{}</g>',
+                '<text class="kind" x="{}" y="{}">{}</text>{}{}</g>',
                 status,
                 node_id,
                 node.step.__name__,
@@ -168,12 +180,41 @@ def render_svg(graph: Graph, counts: dict[str, dict[str, int]] | None = None) ->
                 y + 36,
                 node.label,
                 badge,
+                undo,
             )
         )
+    if graph.halt is not None:
+        parts.append(_halt_node(graph, counts, body_h - PAD + GAP_Y))
     return mark_safe(  # noqa: S308 - every piece above is built with format_html
         f'<svg class="graph" viewBox="0 0 {width} {height}" width="100%" '
-        f'style="max-width:{width}px" '
+        # Its natural size at every width (the panel scrolls): never shrunk to tiny text.
+        f'style="min-width:{width}px;max-width:{width}px" '
         f'role="img" aria-label="{escape(graph.pipeline)} graph">' + "".join(parts) + "</svg>"
+    )
+
+
+def _halt_node(graph: Graph, counts: dict[str, dict[str, int]], y: int) -> SafeString:
+    assert graph.halt is not None
+    halt_counts = counts.get(f"halt:{graph.halt.id}", {})
+    status = node_status(halt_counts) if halt_counts else "pending"
+    return format_html(
+        '<g class="node halt status-{}" data-node="{}"><title>{} (on halt): {}</title>'
+        '<rect x="{}" y="{}" width="{}" height="{}" rx="8"/>'
+        '<text class="label" x="{}" y="{}">{}</text>'
+        '<text class="kind" x="{}" y="{}">on halt: runs once if the run fails</text></g>',
+        status,
+        graph.halt.id,
+        graph.halt.step.__name__,
+        ", ".join(f"{n} {s}" for s, n in sorted(halt_counts.items())) or "not run",
+        PAD,
+        y,
+        NODE_W * 2,
+        NODE_H,
+        PAD + 10,
+        y + 20,
+        graph.halt.step.__name__[:40],
+        PAD + 10,
+        y + 36,
     )
 
 

@@ -55,7 +55,7 @@ def overview() -> Overview:
     failures = list(
         PipelineRun.objects.filter(status=RunStatus.FAILED)
         .only("id", "pipeline", "error", "finished_at", "status")
-        .order_by("-finished_at")[:8]
+        .order_by("-finished_at")[:5]
     )
     hour_ago = now - timedelta(hours=1)
     per_minute = dict(

@@ -175,8 +175,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pipelines": {"handlers": ["console"], "level": env.str("PIPELINES_LOG_LEVEL", "INFO")},
-        # Server errors (500s) with their traceback: this configuration replaces Django's
-        # default handlers, which printed them.
+        # Server errors (500s) with their traceback on the console, DEBUG or not: Django
+        # alone only mails them to ADMINS when DEBUG is off.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -10,6 +10,8 @@ callbacks, webhooks), it is refused, not run.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -192,6 +194,9 @@ def start_worker(
     """Run a pipelines worker on ``queues`` until it is stopped (or, with ``burst``, until
     they are empty). The scheduler is on by default: retries are delayed jobs."""
     worker_class: type[Any] = PipelineSimpleWorker if simple else PipelineWorker
+    # A name people can read on the run page and the overview (RQ's default is a bare
+    # uuid): the host and pid, and a suffix that keeps it unique after a pid is reused.
+    name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid4().hex[:6]}"
     worker = get_worker(
         *queues,
         worker_class=worker_class,

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.timesince import timesince
 
 from pipelines.masking import mask_text
 
@@ -40,6 +42,33 @@ def masked(text: str | None) -> str | None:
     return mask_text(str(text)) if text else text
 
 
+def compact_json(value: Any, limit: int = 120) -> str:
+    """One line of JSON, cut at ``limit`` characters (for the per-step diff)."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def pretty_json(value: Any) -> str:
     """Indented, key-sorted JSON for people to read (escaped by whoever shows it)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+MOMENT_FORMAT = "Y-m-d H:i:s"
+
+
+@register.filter
+def moment(value: datetime | None) -> str:
+    """The dashboard's one timestamp format: local time to the second."""
+    if value is None:
+        return NOTHING
+    return date_format(timezone.localtime(value), MOMENT_FORMAT)
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """'just now', '3 minutes ago': never '0 minutes ago'."""
+    if value is None:
+        return NOTHING
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value)} ago"

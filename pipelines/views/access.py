@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -20,7 +20,8 @@ VIEW_PERMISSION = "pipelines.view_pipelinerun"
 
 
 def answers_bad_input(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """An InputValueError from parsing the request becomes a 400 page with its message."""
+    """An InputValueError from parsing the request becomes a 400 page with its message;
+    an unknown run, a 404 page in the dashboard's own style."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -28,6 +29,8 @@ def answers_bad_input(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
             return view(request, *args, **kwargs)
         except InputValueError as exc:
             return render(request, "pipelines/bad_request.html", {"message": str(exc)}, status=400)
+        except Http404 as exc:
+            return render(request, "pipelines/not_found.html", {"message": str(exc)}, status=404)
 
     return wrapper
 

@@ -380,3 +380,34 @@ from tests.testapp import (  # noqa: E402 - registers the deploy and leak probe 
     deploy_pipelines,  # noqa: F401
     leak_pipelines,  # noqa: F401
 )
+
+
+class SlowThenFail(Step):
+    """Long enough for a browser to open the run page while it runs; then fails."""
+
+    retries = 0
+
+    def execute(self, payload: Any) -> None:
+        time.sleep(float(payload.get("sleep", 2.0)))
+        raise ValueError("card declined after the page was opened")
+
+
+class SlowFailingPipeline(Pipeline):
+    definition = start(SlowThenFail)
+
+
+class WriteFirst(Step):
+    def execute(self, payload: Any) -> Any:
+        self.context.set("state", "new")
+        return payload
+
+
+class Rewrite(Step):
+    def execute(self, payload: Any) -> Any:
+        self.context.set("state", {"final": True}, overwrite=True)
+        self.context.set("note", "rewritten")
+        return payload
+
+
+class OverwritePipeline(Pipeline):
+    definition = start(WriteFirst).chain(Rewrite)
