@@ -94,7 +94,9 @@ DASHBOARD = {
         "/pipelines/runs/{run}/event/",
         {"name": "approved", "payload": nested(5000)},
         400,
-        "The payload: nested too deeply",
+        # Python 3.11's parser gives up first ("nested too deeply"); 3.13's parses it, and
+        # the depth limit refuses it ("nested deeper than 29 levels").
+        "nested ",
     ),
     "event payload one level too deep": (
         "post",
@@ -181,7 +183,7 @@ def pipelines_command(*args: bytes | str) -> subprocess.CompletedProcess[bytes]:
 COMMAND = {
     "input 5,000 deep": (
         ["trigger", "ChainPipeline", "--input", nested(5000)],
-        "nested too deeply",
+        "nested ",  # as for the event payload above: which refusal depends on the Python
     ),
     "input one level too deep": (
         ["trigger", "ChainPipeline", "--input", nested(LIMIT + 1)],
