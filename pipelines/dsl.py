@@ -242,6 +242,10 @@ class Graph:
     def node(self, node_id: str) -> Node:
         return self.halt if self.halt and node_id == self.halt.id else self.nodes[node_id]
 
+    def find(self, node_id: str) -> Node | None:
+        """The node (the halt handler included), or None when the graph has no such id."""
+        return self.halt if self.halt and node_id == self.halt.id else self.nodes.get(node_id)
+
     def steps(self) -> list[Any]:
         found = [n.step for n in self.nodes.values()]
         return found + ([self.halt.step] if self.halt else [])

@@ -41,7 +41,7 @@ def after_final_failure(
 
 
 def _compensable(graph: Graph, node_id: str) -> bool:
-    node = graph.nodes.get(node_id)
+    node = graph.find(node_id)
     return node is not None and node.step.has_compensation()
 
 

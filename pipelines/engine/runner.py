@@ -92,15 +92,10 @@ def run_batch(
     return f"ran {ran} of {len(items)}"
 
 
-def _graph(execution: StepExecution) -> Graph | None:
-    return definitions.graph_or_none(execution.run)
-
-
 def _step_timeout(execution: StepExecution) -> float:
-    graph = _graph(execution)
-    if graph is None or execution.node not in graph.nodes:
-        return float(get_settings().step_timeout)
-    return float(graph.node(execution.node).step.step_timeout())
+    graph = definitions.graph_or_none(execution.run)
+    node = graph.find(execution.node) if graph else None
+    return float(node.step.step_timeout() if node else get_settings().step_timeout)
 
 
 def _hand_back(items: list[tuple[int, int]]) -> None:
@@ -109,7 +104,7 @@ def _hand_back(items: list[tuple[int, int]]) -> None:
     rows = StepExecution.objects.filter(
         pk__in=[i for i, _ in items], status=StepStatus.ENQUEUED
     ).select_related("run")
-    enqueue([delivery(e, _graph(e)) for e in rows])
+    enqueue([delivery(e, definitions.graph_or_none(e.run)) for e in rows])
 
 
 def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) -> Result:
@@ -144,9 +139,7 @@ def _run_claimed(
     except (MissingStepError, UnknownPipelineError) as exc:
         failure = Failure(f"{type(exc).__name__}: {exc}", "", retryable=False)
         return get_store().commit_failure(execution, attempt, failure, None), None, None
-    node = graph.nodes.get(execution.node) if graph else None
-    if graph is not None and graph.halt is not None and execution.node == graph.halt.id:
-        node = graph.halt
+    node = graph.find(execution.node) if graph else None
     if graph is None or node is None or node.step.__name__ != execution.step:
         failure = Failure(
             f"pipeline {run.pipeline} changed while run {run.pk} was in flight: it has no "

@@ -6,10 +6,10 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 from django.utils.timesince import timesince
 
 from pipelines.masking import mask_text
+from pipelines.timestamps import timestamp
 
 register = template.Library()
 NOTHING = "\u2013"  # an en dash
@@ -53,15 +53,12 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-MOMENT_FORMAT = "Y-m-d H:i:s"
-
-
 @register.filter
 def moment(value: datetime | None) -> str:
-    """The dashboard's one timestamp format: local time to the second."""
+    """The one timestamp format (pipelines.timestamps), as the admin and commands show it."""
     if value is None:
         return NOTHING
-    return date_format(timezone.localtime(value), MOMENT_FORMAT)
+    return timestamp(value)
 
 
 @register.filter

@@ -277,9 +277,7 @@ class OrmStore:
         self, execution: StepExecution, attempt: int, failure: Failure, graph: Graph | None
     ) -> Result:
         """Record a failed attempt, then retry it after a backoff or fail it for good."""
-        node = graph.nodes.get(execution.node) if graph else None
-        if graph and graph.halt and execution.node == graph.halt.id:
-            node = graph.halt
+        node = graph.find(execution.node) if graph else None
         policy: RetryPolicy | None = (
             node.step.retry_policy() if node and failure.retryable else None
         )
@@ -287,25 +285,20 @@ class OrmStore:
             run = self.lock_run(execution.run_id)
             may_retry = run.status in ACTIVE_RUN_STATUSES or execution.kind != StepKind.STEP
             decision = plan.after_failure(policy, attempt, may_retry=may_retry)
+            fields: dict[str, Any]
             if isinstance(decision, plan.Retry):
-                moved = step_transition(
-                    execution.pk,
-                    at_attempt=attempt,
-                    current=[StepStatus.RUNNING],
-                    to=StepStatus.RETRYING,
-                    attempt=decision.attempt,
-                    error=failure.error,
-                    retry_at=clock.later(decision.delay),
-                )
+                to = StepStatus.RETRYING
+                fields = {"attempt": decision.attempt, "retry_at": clock.later(decision.delay)}
             else:
-                moved = step_transition(
-                    execution.pk,
-                    at_attempt=attempt,
-                    current=[StepStatus.RUNNING],
-                    to=StepStatus.FAILED,
-                    error=failure.error,
-                    finished_at=clock.now(),
-                )
+                to, fields = StepStatus.FAILED, {"finished_at": clock.now()}
+            moved = step_transition(
+                execution.pk,
+                at_attempt=attempt,
+                current=[StepStatus.RUNNING],
+                to=to,
+                error=failure.error,
+                **fields,
+            )
             if not moved:
                 return Result.STALE
             retrying = isinstance(decision, plan.Retry)
