@@ -4,7 +4,9 @@ When a step commits and its single successor is on the queue this worker serves,
 worker runs the successor itself, skipping a round trip through Redis and RQ. The commit
 that creates the successor also claims it (``running``, this worker, a fresh heartbeat),
 so the next step needs no claim statement; a worker that dies before running it leaves
-a running execution with a heartbeat that goes stale, which the sweeper reclaims.
+a running execution with a heartbeat that goes stale, which the sweeper reclaims. When
+the commit expands, the worker likewise runs the first batch of items itself; those stay
+enqueued under this job's id until each is claimed (see ``sweeper``).
 
 Such a successor does not pass the claim's "has the run ended?" check: the commit that
 created it saw the run active under the run's lock. A cancel that lands between that

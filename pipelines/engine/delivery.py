@@ -75,12 +75,11 @@ def batch_job_id(barrier_id: int, first_branch: int) -> str:
 
 
 def batch_of(execution: StepExecution) -> str | None:
-    """The batch job that should run ``execution``'s current attempt, if any."""
-    if (
-        execution.status == StepStatus.ENQUEUED
-        and execution.attempt == 1
-        and execution.rq_job.startswith(_BATCH_PREFIX)
-    ):
+    """The job that should run ``execution``'s first attempt along with others, if any:
+    a batch job, or the running job that created the item and keeps it to run next
+    (:meth:`OrmStore.create <pipelines.engine.store.orm.OrmStore.create>`). A claim
+    overwrites ``rq_job`` with the job that claimed it."""
+    if execution.status == StepStatus.ENQUEUED and execution.attempt == 1 and execution.rq_job:
         return execution.rq_job
     return None
 

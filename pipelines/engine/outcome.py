@@ -49,10 +49,25 @@ class Result(StrEnum):
     STALE = "stale"  # superseded (reclaimed, cancelled): its result was not committed
 
 
+Items = tuple[tuple[int, int], ...]  # expand items as (execution id, attempt)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a commit left for this worker to run next, in the same RQ job: a successor it
+    created claimed for the worker, or the first batch of an expand's items, created
+    enqueued under this job's id (each is claimed as it starts)."""
+
+    successor: StepExecution | None = None
+    items: Items = ()
+
+
+NOTHING_KEPT = Kept()
+
+
 @dataclass(frozen=True)
 class Committed:
-    """A committed success, and the successor the commit claimed for this worker to run
-    next, if it claimed one."""
+    """A committed success, and what the commit kept for this worker to run next."""
 
     result: Result
-    successor: StepExecution | None = None
+    kept: Kept = NOTHING_KEPT

@@ -172,11 +172,13 @@ def after_success(
 class BatchPolicy:
     """Items per RQ job for an expand: one job per item costs an RQ round trip per item,
     which dominates fan-outs, so items share jobs of up to ``expand_batch`` items, while
-    every expand keeps at least ``min_jobs`` jobs so that the workers can share it: two
-    per worker serving the queue, or 64 when that number is unknown. A batch job runs its
-    items under the continuation budget (``eager_steps`` > 1, PIPELINES_EAGER_SECONDS) and
-    hands the rest back as jobs of their own when it runs out, so a batch of slow items
-    soon spreads over the workers again."""
+    every expand keeps at least ``min_jobs`` jobs so that the workers can share it. The
+    worker that expands runs the first job's items itself, next (``OrmStore.create``);
+    every other worker serving the queue gets two jobs' worth: ``2 * workers - 1`` jobs,
+    or 64 when the number of workers is unknown. A batch runs its items under the
+    continuation budget (``eager_steps`` > 1, PIPELINES_EAGER_SECONDS) and hands the rest
+    back as jobs of their own when it runs out, so a batch of slow items soon spreads over
+    the workers again."""
 
     expand_batch: int
     eager_steps: int
@@ -184,7 +186,7 @@ class BatchPolicy:
 
     @classmethod
     def for_workers(cls, expand_batch: int, eager_steps: int, workers: int) -> BatchPolicy:
-        return cls(expand_batch, eager_steps, 2 * workers if workers > 0 else 64)
+        return cls(expand_batch, eager_steps, 2 * workers - 1 if workers > 0 else 64)
 
     def size(self, items: int) -> int:
         if self.eager_steps <= 1:

@@ -1,6 +1,7 @@
 """Runs delivered step executions: claim -> body (under heartbeat and timeout) -> decide
-what follows (:mod:`.plan`) -> commit it (:mod:`.store`) -> run a successor the commit
-claimed for this worker, if any (:mod:`.continuation`)."""
+what follows (:mod:`.plan`) -> commit it (:mod:`.store`) -> run what the commit kept for
+this worker, if anything: a successor it claimed, or the first batch of an expand's items
+(:mod:`.continuation`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pipelines.engine.body import run_body
 from pipelines.engine.continuation import Budget, release
 from pipelines.engine.delivery import delivery, enqueue, workers_serving
 from pipelines.engine.heartbeat import Heartbeat
-from pipelines.engine.outcome import Committed, Failure, Outcome, Result
+from pipelines.engine.outcome import NOTHING_KEPT, Committed, Failure, Items, Kept, Outcome, Result
 from pipelines.engine.store import get_store
 from pipelines.exceptions import MissingStepError, StepConflict, UnknownPipelineError
 from pipelines.lifecycle import StepStatus
@@ -73,23 +74,37 @@ def run_batch(
     while the budget lasts; then hand the rest back to the queue as jobs of their own.
     Returns how many ran."""
     budget = Budget(queue, worker, job_id, job_budget)
+    with Heartbeat() as heartbeat:
+        ran = _run_items(tuple(items), heartbeat, budget)
+    return f"ran {ran} of {len(items)}"
+
+
+def _run_items(items: Items, heartbeat: Heartbeat, budget: Budget) -> int:
+    """Claim and run expand items in order while the budget lasts; the ones not started
+    (the budget ran out, or the job is being stopped) get jobs of their own. Returns how
+    many ran."""
     store = get_store()
-    ran = 0
+    ran = started = 0
     # The items' step timeout (they run the same step), known from the first claim.
     step_timeout: float | None = None
-    with Heartbeat() as heartbeat:
-        for index, (execution_id, attempt) in enumerate(items):
-            if index and not budget.fits_another(step_timeout or get_settings().step_timeout):
-                _hand_back(items[index:])
+    try:
+        for execution_id, attempt in items:
+            if started and not budget.fits_another(step_timeout or get_settings().step_timeout):
                 break
-            execution = store.claim(execution_id, attempt, worker=worker, job_id=job_id)
+            started += 1
+            execution = store.claim(
+                execution_id, attempt, worker=budget.worker, job_id=budget.job_id
+            )
             if execution is None:
                 continue
             if step_timeout is None:
                 step_timeout = _step_timeout(execution)
             _run_from(execution, heartbeat, budget)
             ran += 1
-    return f"ran {ran} of {len(items)}"
+    finally:
+        if started < len(items):
+            _hand_back(items[started:])
+    return ran
 
 
 def _step_timeout(execution: StepExecution) -> float:
@@ -98,47 +113,56 @@ def _step_timeout(execution: StepExecution) -> float:
     return float(node.step.step_timeout() if node else get_settings().step_timeout)
 
 
-def _hand_back(items: list[tuple[int, int]]) -> None:
-    """Items this batch job will not run get jobs of their own (a claim that already
+def _hand_back(items: Items) -> None:
+    """Items this job will not run get jobs of their own (a claim that already
     happened elsewhere makes them no-ops)."""
-    rows = StepExecution.objects.filter(
-        pk__in=[i for i, _ in items], status=StepStatus.ENQUEUED
-    ).select_related("run")
-    enqueue([delivery(e, definitions.graph_or_none(e.run)) for e in rows])
+    try:
+        rows = StepExecution.objects.filter(
+            pk__in=[i for i, _ in items], status=StepStatus.ENQUEUED
+        ).select_related("run")
+        enqueue([delivery(e, definitions.graph_or_none(e.run)) for e in rows])
+    except Exception:
+        # Their job is gone soon (this one), and the sweeper gives them jobs then.
+        logger.exception("could not hand %s expand items back to the queue", len(items))
 
 
 def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) -> Result:
-    """Run a claimed execution and the successors the commits claim for this worker."""
+    """Run a claimed execution and what the commits keep for this worker: successors
+    claimed for it, or the first batch of an expand's items."""
     first: Result | None = None
     graph: Graph | None = None
     # Outside the loop body, ``claimed`` is an execution claimed for this worker that has
     # not started: the one to hand back if the loop is left early.
     claimed: StepExecution | None = execution
+    items: Items = ()
     try:
         while claimed is not None:
             keep = budget.keep()
             execution, claimed = claimed, None  # started: from here on it is not handed back
-            result, claimed, graph = _run_claimed(execution, heartbeat, keep)
+            result, kept, graph = _run_claimed(execution, heartbeat, keep)
+            claimed, items = kept.successor, kept.items
             first = first or result
             budget.steps_left -= 1
     finally:
         if claimed is not None and graph is not None:
             release(claimed, graph)
+    if items:
+        _run_items(items, heartbeat, budget)
     return first or Result.SKIPPED
 
 
 def _run_claimed(
     execution: StepExecution, heartbeat: Heartbeat, keep: Budget | None
-) -> tuple[Result, StepExecution | None, Graph | None]:
-    """Run a claimed execution's body and commit its outcome. Returns the result, the
-    successor claimed for this worker (if any) and the graph."""
+) -> tuple[Result, Kept, Graph | None]:
+    """Run a claimed execution's body and commit its outcome. Returns the result, what
+    the commit kept for this worker, and the graph."""
     run = execution.run
     attempt = execution.attempt
     try:
         graph: Graph | None = definitions.graph_for(run)
     except (MissingStepError, UnknownPipelineError) as exc:
         failure = Failure(f"{type(exc).__name__}: {exc}", "", retryable=False)
-        return get_store().commit_failure(execution, attempt, failure, None), None, None
+        return get_store().commit_failure(execution, attempt, failure, None), NOTHING_KEPT, None
     node = graph.find(execution.node) if graph else None
     if graph is None or node is None or node.step.__name__ != execution.step:
         failure = Failure(
@@ -147,7 +171,8 @@ def _run_claimed(
             "",
             retryable=False,
         )
-        return get_store().commit_failure(execution, attempt, failure, graph), None, graph
+        failed = get_store().commit_failure(execution, attempt, failure, graph)
+        return failed, NOTHING_KEPT, graph
     with heartbeat.watch(execution.pk, attempt):
         result, following = _run_attempt(execution, attempt, node.step, graph, keep)
     return result, following, graph
@@ -159,13 +184,13 @@ def _run_attempt(
     step_class: type[Step],
     graph: Graph,
     keep: Budget | None,
-) -> tuple[Result, StepExecution | None]:
+) -> tuple[Result, Kept]:
     store = get_store()
     reruns = 0
     while True:
         outcome = run_body(execution, attempt, step_class, graph, execution.run)
         if isinstance(outcome, Failure):
-            return store.commit_failure(execution, attempt, outcome, graph), None
+            return store.commit_failure(execution, attempt, outcome, graph), NOTHING_KEPT
         expand_queue = plan.expand_queue(graph, execution.node)
         workers = workers_serving(expand_queue) if expand_queue else 0
         decision = plan.for_execution(
@@ -175,7 +200,7 @@ def _run_attempt(
             committed = _succeed_reconnecting(
                 execution, attempt, outcome, decision, graph, reruns=reruns, keep=keep
             )
-            return committed.result, committed.successor
+            return committed.result, committed.kept
         except StepConflict:
             # A concurrent step committed a key this attempt staged. Run the body again so
             # the step's own code meets OverwriteError at its set() call, exactly as if
@@ -187,7 +212,7 @@ def _run_attempt(
                     f"context keys this step writes",
                     "",
                 )
-                return store.commit_failure(execution, attempt, failure, graph), None
+                return store.commit_failure(execution, attempt, failure, graph), NOTHING_KEPT
         except Exception as exc:
             # The body succeeded but its result could not be committed (a database error,
             # a lock timeout, an engine bug). Record it as this attempt's failure so the
@@ -198,7 +223,7 @@ def _run_attempt(
                 f"could not commit the step's result: {type(exc).__name__}: {exc}",
                 traceback.format_exc(),
             )
-            return store.commit_failure(execution, attempt, failure, graph), None
+            return store.commit_failure(execution, attempt, failure, graph), NOTHING_KEPT
 
 
 def _succeed_reconnecting(

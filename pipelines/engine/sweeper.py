@@ -8,7 +8,8 @@ One pass:
   in Redis (flushed, or Redis was down when the step was enqueued), or failed there, is
   enqueued again; a duplicate is harmless, the claim lets only one through. A job RQ has
   started is not lost while the worker running it is registered: its claim is under way.
-  An expand item waits for its batch job (its ``rq_job``) likewise, but not for longer
+  An expand item waits for the job its ``rq_job`` names (its batch job, or the job of the
+  step that expanded, which runs the first batch itself) likewise, but not for longer
   than a step is given to heartbeat: a batch stuck on a slow item hands the rest on;
 * **event timeouts**: a step waiting past its deadline fails;
 * **cancel grace**: a step still running in a cancelled run is stopped.

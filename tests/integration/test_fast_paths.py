@@ -4,19 +4,32 @@ sharing batch jobs."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from pipelines import definitions
 from pipelines.conf import get_settings
+from pipelines.context import StepContext
 from pipelines.engine import continuation, plan, runner, sweeper, tasks
 from pipelines.engine.delivery import batch_job_id, get_queue
+from pipelines.engine.outcome import Outcome
+from pipelines.engine.store import get_store
 from pipelines.exceptions import InvalidJobError
-from pipelines.models import RunStatus, StepAttempt, StepExecution, StepStatus
+from pipelines.models import (
+    JoinBarrier,
+    PipelineRun,
+    RunStatus,
+    StepAttempt,
+    StepExecution,
+    StepStatus,
+)
 from tests.helpers.engine import claim, succeed
 from tests.helpers.inprocess import drive, run_queued_jobs
 from tests.testapp import pipelines as p
@@ -96,7 +109,6 @@ def test_a_late_success_in_a_failed_run_takes_the_general_path(redis_conn):
     run.cancel("operator said so")
 
     graph = p.ChainPipeline.graph
-    from pipelines.context import StepContext
 
     result = succeed(execution, 1, graph, {"n": 2}, StepContext(run.pk, None))
 
@@ -239,7 +251,6 @@ def test_a_branch_that_finished_after_its_run_failed_is_continued_by_resume(redi
     would never finish."""
     from django.db import transaction
 
-    from pipelines.context import StepContext
     from pipelines.engine.halting import halt_run
     from pipelines.engine.rows import lock_run
 
@@ -279,3 +290,164 @@ def test_a_run_with_nothing_to_retry_is_not_resumed(redis_conn):
         run.resume()
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
+
+
+def _claimed_items(run):
+    items = list(StepExecution.objects.filter(run=run, step="Square").order_by("branch_index"))
+    return [claim(item.pk, 1, "w") for item in items]
+
+
+def test_an_arrival_that_leaves_its_barrier_short_is_one_autocommitted_statement(redis_conn):
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ExpandPipeline.trigger({"count": 3})
+    run_queued_jobs(1)  # Items
+    graph = definitions.graph_for(run)
+    first, second, last = _claimed_items(run)
+    barrier = JoinBarrier.objects.get(run=run)
+
+    kinds = []
+    for item in (first, second, last):
+        with CaptureQueriesContext(connection) as queries:
+            assert succeed(item, 1, graph, item.branch_index, StepContext(run.pk, None)) == (
+                "succeeded"
+            )
+        kinds.append([q["sql"].split()[0].upper() for q in queries.captured_queries])
+
+    assert kinds[0] == kinds[1] == ["WITH"]  # no transaction of its own
+    # The arrival that would complete the barrier is sent again in a transaction, which
+    # fires the join.
+    assert kinds[2][:3] == ["WITH", "BEGIN", "WITH"]
+    assert kinds[2][-1] == "COMMIT"
+    barrier.refresh_from_db()
+    assert (barrier.arrived, barrier.expected, barrier.fired_at is not None) == (3, 3, True)
+    gather = StepExecution.objects.get(run=run, step="Gather")
+    assert (gather.status, gather.payload) == ("enqueued", [0, 1, 2])
+    assert f"pipelines-{gather.pk}-1" in get_queue("pipelines").job_ids
+
+
+def test_an_arrival_counts_nothing_for_a_step_reclaimed_while_it_waited(redis_conn):
+    """The arrival's statement takes its snapshot, then waits for the run's lock; the
+    sweeper, holding that lock, reclaims the step. The statement must then see the step's
+    newest row and count nothing."""
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ExpandPipeline.trigger({"count": 3})
+    run_queued_jobs(1)  # Items
+    graph = definitions.graph_for(run)
+    item = _claimed_items(run)[0]
+    locked, reclaimed = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    def sweeper_like() -> None:
+        with transaction.atomic():
+            PipelineRun.objects.select_for_update(no_key=True).get(pk=run.pk)
+            locked.set()
+            _wait_for_a_lock_waiter()
+            StepExecution.objects.filter(pk=item.pk).update(status="enqueued", attempt=2)
+        reclaimed.set()
+        connection.close()
+
+    def late_arrival() -> None:
+        locked.wait(10)
+        results.append(succeed(item, 1, graph, 0, StepContext(run.pk, None)))
+        connection.close()
+
+    threads = [threading.Thread(target=sweeper_like), threading.Thread(target=late_arrival)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    assert reclaimed.is_set()
+    assert results == ["stale"]
+    assert JoinBarrier.objects.get(run=run).arrived == 0
+    item.refresh_from_db()
+    assert (item.status, item.attempt, item.reported) == ("enqueued", 2, False)
+
+
+def _wait_for_a_lock_waiter() -> None:
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            # pg_locks, not pg_stat_activity: that one is a snapshot for the whole
+            # transaction.
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the arrival never waited for the run's lock")
+
+
+def _expand_committed_by(run, job: str):
+    """Commit the expand step of ``run`` as a worker running job ``job`` would."""
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    execution = claim(items_step.pk, 1, "w", job)
+    graph = definitions.graph_for(run)
+    output = list(range(run.input["count"]))
+    decision = plan.for_execution(graph, execution, output)
+    budget = continuation.Budget("pipelines", "w", job, None)
+    return get_store().commit_success(
+        execution, 1, Outcome(output, StepContext(run.pk, None)), decision, graph, keep=budget
+    )
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4)
+def test_the_expanding_job_keeps_the_first_batch_and_runs_it_next(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    redis_conn.flushdb()
+
+    runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
+
+    items = StepExecution.objects.filter(run=run, step="Square").order_by("branch_index")
+    ran = items.filter(status=StepStatus.SUCCEEDED)
+    assert [i.branch_index for i in ran] == [0, 1, 2, 3]  # the first batch, in this job
+    assert set(ran.values_list("rq_job", "worker")) == {("job-x", "w")}
+    queued = get_queue("pipelines").job_ids
+    assert len(queued) == 74  # the other 296 items: 74 batch jobs, none for the first
+    assert all(job.startswith("pipelines-batch-") for job in queued)
+    run_queued_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == [i * i for i in range(300)]
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_EAGER_STEPS=3)
+def test_kept_items_the_budget_does_not_reach_get_jobs_of_their_own(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    redis_conn.flushdb()
+
+    # Three steps: the expand, the first item, then the budget is spent.
+    runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
+
+    first_batch = StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)
+    by_index = {e.branch_index: e for e in first_batch}
+    assert by_index[0].status == StepStatus.SUCCEEDED
+    assert {by_index[i].status for i in (1, 2, 3)} == {StepStatus.ENQUEUED}
+    queued = set(get_queue("pipelines").job_ids)
+    assert {f"pipelines-{by_index[i].pk}-1" for i in (1, 2, 3)} <= queued
+    assert len(queued) == 74 + 3
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_REENQUEUE_AFTER=0)
+def test_kept_items_wait_for_their_running_job_and_are_recovered_when_it_is_gone(redis_conn):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    redis_conn.flushdb()
+    committed = _expand_committed_by(run, "pipelines-job-x")
+    kept = [pk for pk, _ in committed.kept.items]
+    assert len(kept) == 4
+    assert set(StepExecution.objects.filter(pk__in=kept).values_list("status", "rq_job")) == {
+        ("enqueued", "pipelines-job-x")
+    }
+
+    # The job that keeps them runs, on a registered worker: they are not lost.
+    redis_conn.hset("rq:job:pipelines-job-x", mapping={"status": "started", "worker_name": "w"})
+    redis_conn.hset("rq:worker:w", "state", "busy")
+    assert sweeper.sweep().reenqueued == []
+
+    # The worker died with the job: its kept items get jobs of their own.
+    redis_conn.delete("rq:worker:w")
+    assert sorted(sweeper.sweep().reenqueued) == sorted(kept)

@@ -162,15 +162,17 @@ def test_route_objects_are_not_decided_here():
 @pytest.mark.parametrize(
     ("items", "workers", "size"),
     [
-        (10, 1, 5),
+        (10, 1, 10),  # the expanding worker runs them all, with no job for another
         (100, 1, 10),
         (100, 4, 10),
         (100, 16, 3),
         (100, 64, 1),
+        (12, 2, 4),  # one job for the expanding worker, two for the other
         (10_000, 0, 10),
         (100, 0, 1),
     ],
 )
 def test_expand_jobs_follow_the_workers_serving_the_queue(items, workers, size):
-    """Two jobs per worker at least (64 when the number of workers is unknown)."""
+    """Two jobs for every worker but the one that expands, which runs one job's items
+    itself (64 jobs when the number of workers is unknown)."""
     assert plan.BatchPolicy.for_workers(10, 20, workers).size(items) == size

@@ -25,7 +25,7 @@ from pipelines.engine.halting import (
     start_next_compensation,
 )
 from pipelines.engine.holding import hold
-from pipelines.engine.outcome import Committed, Failure, Outcome, Result
+from pipelines.engine.outcome import NOTHING_KEPT, Committed, Failure, Kept, Outcome, Result
 from pipelines.engine.transitions import run_transition, step_transition
 from pipelines.exceptions import InvalidTransitionError, StepConflict
 from pipelines.lifecycle import (
@@ -191,9 +191,9 @@ class OrmStore:
         execution: StepExecution,
         decision: plan.Decision,
         keep: Budget | None = None,
-    ) -> StepExecution | None:
+    ) -> Kept:
         """Create what follows a succeeded ``execution``; the caller holds the run's lock.
-        Returns the successor claimed for ``keep``'s worker, if any."""
+        Returns what was kept for ``keep``'s worker to run next."""
         created: list[StepExecution] = []
         if isinstance(decision, plan.Next):
             created = [rows.same_frame(run, graph, execution, decision.node, decision.payload)]
@@ -256,20 +256,30 @@ class OrmStore:
             )
         ]
 
-    def create(
-        self, created: list[StepExecution], graph: Graph, keep: Budget | None
-    ) -> StepExecution | None:
-        """Insert new executions, enqueued when the transaction commits; a single one that
-        ``keep`` takes is inserted claimed for its worker instead, and returned."""
-        kept = None
-        if keep is not None and len(created) == 1 and keep.takes(created[0], graph):
-            kept = created[0]
-            kept.status = StepStatus.RUNNING
-            for name, value in rows.claim_fields(keep.worker, keep.job_id).items():
-                setattr(kept, name, value)
+    def create(self, created: list[StepExecution], graph: Graph, keep: Budget | None) -> Kept:
+        """Insert new executions, enqueued when the transaction commits. What ``keep``
+        takes runs next in this worker's job instead: a single one is inserted claimed for
+        the worker; of an expand's items, the first batch is left enqueued under this
+        job's id (:func:`~pipelines.engine.delivery.batch_of`) and gets no job of its own."""
+        kept: list[StepExecution] = []
+        if keep is not None and created and keep.takes(created[0], graph):
+            if len(created) == 1:
+                kept = created
+                kept[0].status = StepStatus.RUNNING
+                for name, value in rows.claim_fields(keep.worker, keep.job_id).items():
+                    setattr(kept[0], name, value)
+            elif keep.job_id and created[0].barrier_id is not None:
+                first_batch = created[0].rq_job
+                kept = [e for e in created if first_batch and e.rq_job == first_batch]
+                kept = kept or created[:1]
+                for item in kept:
+                    item.rq_job = keep.job_id
         rows.insert(created)
-        enqueue_on_commit(deliveries([e for e in created if e is not kept], graph))
-        return kept
+        taken = {id(e) for e in kept}
+        enqueue_on_commit(deliveries([e for e in created if id(e) not in taken], graph))
+        if len(created) == 1 and kept:
+            return Kept(successor=kept[0])
+        return Kept(items=tuple((e.pk, e.attempt) for e in kept)) if kept else NOTHING_KEPT
 
     # --- failure ----------------------------------------------------------------------------
 

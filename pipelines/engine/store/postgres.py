@@ -3,15 +3,16 @@ the rest as the portable store does them.
 
 One statement replaces a transaction of several round trips for: the claim; a success
 followed by one step in the same frame or by the run's end (plan.Next, plan.Finish); a
-branch's arrival at its join (plan.Arrive); and context writes. It applies the same
+branch's arrival at its join (plan.Arrive); and context writes. Sent alone, with no
+staged context writes, it is autocommitted: one round trip. Only the arrival that
+completes its barrier takes a transaction, to fire the join in it. It applies the same
 decision objects as :class:`~pipelines.engine.store.orm.OrmStore`; a test runs both
 stores on the same scenarios and compares the rows they leave.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Model
@@ -20,7 +21,7 @@ from pipelines.dsl import Graph
 from pipelines.engine import plan, rows
 from pipelines.engine.continuation import Budget
 from pipelines.engine.delivery import delivery, enqueue_on_commit
-from pipelines.engine.outcome import Committed, Outcome, Result
+from pipelines.engine.outcome import Committed, Kept, Outcome, Result
 from pipelines.engine.store.orm import OrmStore, Writer, Writes, logger
 from pipelines.engine.store.sql import statement
 from pipelines.lifecycle import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
@@ -44,6 +45,23 @@ def _instance(model: type[Model], names: list[str], values: list[Any]) -> Any:
 def _json(model: type[Model], name: str, value: Any) -> Any:
     """A JSON parameter, encoded as the model's field encodes it."""
     return model._meta.get_field(name).get_db_prep_save(value, connection)  # type: ignore[union-attr]
+
+
+class _Sent(NamedTuple):
+    """What the ``succeed`` statement returned."""
+
+    run_status: str  # as locked
+    fenced: bool  # the step was running at the attempt, in an active run
+    changed: bool  # the step moved to succeeded
+    successor_id: int | None
+    barrier: list[Any]  # the counted barrier's columns (NULLs when none)
+
+
+def _send(params: dict[str, Any]) -> _Sent:
+    with connection.cursor() as cursor:
+        cursor.execute(statement("succeed"), params)
+        run_status, fenced, changed, successor_id, *barrier = cursor.fetchone()
+    return _Sent(run_status, bool(fenced), bool(changed), successor_id, barrier)
 
 
 class PostgresStore(OrmStore):
@@ -122,6 +140,7 @@ class PostgresStore(OrmStore):
             "output": _json(StepExecution, "output", outcome.output),
             "route": decision.route if isinstance(decision, plan.Next) else "",
             "arrives": arrives,
+            "completes": False,
             "finishes": isinstance(decision, plan.Finish),
             "next_node": decision.node if isinstance(decision, plan.Next) else None,
             "next_step": step.__name__ if step else None,
@@ -130,36 +149,51 @@ class PostgresStore(OrmStore):
             "worker": keep.worker[:200] if claimed and keep else "",
             "job": keep.job_id[:200] if claimed and keep else "",
         }
-        # Alone, the statement is its own transaction (autocommit); staged writes commit
-        # with it, and an arrival may fire its join in the same transaction.
-        atomic = outcome.context.staged or arrives
-        with transaction.atomic() if atomic else nullcontext():
-            with connection.cursor() as cursor:
-                cursor.execute(statement("succeed"), params)
-                run_status, changed, successor_id, *bar = cursor.fetchone()
-            if not changed:
-                if run_status not in ACTIVE_RUN_STATUSES:
-                    return None
-                logger.warning(
-                    "rejected stale result of execution %s attempt %s", execution.pk, attempt
-                )
-                return Committed(Result.STALE)
-            self.commit_staged(execution, attempt, outcome)
-            if arrives:
-                return Committed(
-                    Result.SUCCEEDED,
-                    self._arrived(execution, outcome, graph, keep, run_status, bar),
-                )
-            if successor is None:
-                return Committed(Result.SUCCEEDED)
-            successor.pk = successor_id
-            rows.forget_computed([successor])
-            if claimed:
-                successor.status = StepStatus.RUNNING
-                successor.worker = params["worker"]
-                successor.rq_job = params["job"]
-                return Committed(Result.SUCCEEDED, successor)
-            enqueue_on_commit([delivery(successor, graph)])
+        if not outcome.context.staged:
+            # Alone, the statement is its own transaction (autocommit). An arrival that
+            # would complete its barrier writes nothing this way, and is sent again below.
+            sent = _send(params)
+            if not (arrives and sent.fenced and not sent.changed):
+                return self._applied(execution, attempt, sent, successor, params, graph)
+        # Staged writes commit with the statement, and the arrival that completes its
+        # barrier fires the join, in one transaction.
+        params["completes"] = True
+        with transaction.atomic():
+            sent = _send(params)
+            if sent.changed:
+                self.commit_staged(execution, attempt, outcome)
+                if arrives:
+                    fired = self._arrived(execution, outcome, graph, keep, sent)
+                    return Committed(Result.SUCCEEDED, fired)
+            return self._applied(execution, attempt, sent, successor, params, graph)
+
+    def _applied(
+        self,
+        execution: StepExecution,
+        attempt: int,
+        sent: _Sent,
+        successor: StepExecution | None,
+        params: dict[str, Any],
+        graph: Graph,
+    ) -> Committed | None:
+        """What the statement did, for a commit that fired no join."""
+        if not sent.changed:
+            if sent.run_status not in ACTIVE_RUN_STATUSES:
+                return None
+            logger.warning(
+                "rejected stale result of execution %s attempt %s", execution.pk, attempt
+            )
+            return Committed(Result.STALE)
+        if successor is None:
+            return Committed(Result.SUCCEEDED)
+        successor.pk = sent.successor_id
+        rows.forget_computed([successor])
+        if params["claimed"]:
+            successor.status = StepStatus.RUNNING
+            successor.worker = params["worker"]
+            successor.rq_job = params["job"]
+            return Committed(Result.SUCCEEDED, Kept(successor=successor))
+        enqueue_on_commit([delivery(successor, graph)])
         return Committed(Result.SUCCEEDED)
 
     def _arrived(
@@ -168,10 +202,10 @@ class PostgresStore(OrmStore):
         outcome: Outcome,
         graph: Graph,
         keep: Budget | None,
-        run_status: str,
-        bar: list[Any],
-    ) -> StepExecution | None:
+        sent: _Sent,
+    ) -> Kept:
         """After an arrival's statement: fire the join if it completed the barrier."""
+        bar = sent.barrier
         barrier = JoinBarrier(
             id=bar[0],
             run_id=bar[1],
@@ -183,7 +217,7 @@ class PostgresStore(OrmStore):
             fired_at=bar[7],
         )
         run = execution.run
-        run.status = run_status  # as the lock found it
+        run.status = sent.run_status  # as the lock found it
         execution.output = outcome.output
         return self.create(self.fire_join(run, graph, execution, barrier), graph, keep)
 

@@ -41,23 +41,40 @@ FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 
 -- name: succeed
 -- Commit the success of a step whose decision is plan.Next, plan.Finish or plan.Arrive:
--- lock the run; move the step from running at this attempt to succeeded, only while the
--- run is active (the fence); upsert the attempt's row; then, by the decision:
+-- lock the run, then the step while it is running at this attempt and the run is active
+-- (the fence); move it to succeeded; upsert the attempt's row; then, by the decision:
 --   Next: insert the successor in the step's own frame (claimed for this worker when
 --         %(claimed)s);
 --   Finish: succeed the run;
---   Arrive: count the branch in at its barrier; the caller fires the join when the
---         returned count completes it (plan.barrier_complete), in this transaction.
--- Returns the run's status as locked, whether the step moved, the successor's id, and the
--- barrier's row (all NULL when there is none).
+--   Arrive: count the branch in at its barrier. When not %(completes)s, only an arrival
+--         that leaves the barrier short counts (the statement runs alone, autocommitted);
+--         the one that would complete it changes nothing and is sent again with
+--         %(completes)s in a transaction, where the caller fires the join
+--         (plan.barrier_complete). So the join fires in the transaction of the arrival
+--         that completed its barrier, and never one arrival too early.
+-- The step's row is locked before the barrier is counted: a locking read sees the row's
+-- newest version, so a step reclaimed while this statement waited for the run's lock
+-- counts nothing.
+-- Returns the run's status as locked, whether the fence held, whether the step moved, the
+-- successor's id, and the barrier's row (all NULL when there is none).
 WITH run AS (
     SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
+), fence AS (
+    SELECT id, barrier_id FROM pipelines_stepexecution
+    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
+      AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
+    FOR NO KEY UPDATE
+), bar AS (
+    UPDATE pipelines_joinbarrier SET arrived = arrived + 1
+    WHERE %(arrives)s::boolean AND id = (SELECT barrier_id FROM fence)
+      AND (%(completes)s::boolean OR arrived + 1 < expected)
+    RETURNING id, run_id, node, expected, arrived, parent_id, parent_branch, fired_at
 ), step AS (
     UPDATE pipelines_stepexecution
     SET status = {step.succeeded}, finished_at = clock_timestamp(), error = '',
         output = %(output)s::jsonb, route = %(route)s::text, reported = %(arrives)s::boolean
-    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer AND status = {step.running}
-      AND EXISTS (SELECT 1 FROM run WHERE status IN ({run.pending}, {run.running}, {run.waiting}))
+    WHERE id = (SELECT id FROM fence) AND attempt = %(attempt)s::integer
+      AND status = {step.running} AND (NOT %(arrives)s::boolean OR EXISTS (SELECT 1 FROM bar))
     RETURNING id, run_id, worker, started_at, barrier_id, branch_index
 ), attempt_row AS (
     INSERT INTO pipelines_stepattempt (execution_id, number, status, worker, started_at,
@@ -91,13 +108,9 @@ WITH run AS (
     SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
     WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
       AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
-), bar AS (
-    UPDATE pipelines_joinbarrier SET arrived = arrived + 1
-    WHERE %(arrives)s::boolean AND id = (SELECT barrier_id FROM step)
-    RETURNING id, run_id, node, expected, arrived, parent_id, parent_branch, fired_at
 )
-SELECT (SELECT status FROM run), (SELECT count(*) FROM step), (SELECT id FROM successor),
-       bar.*
+SELECT (SELECT status FROM run), (SELECT count(*) FROM fence), (SELECT count(*) FROM step),
+       (SELECT id FROM successor), bar.*
 FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
 
 -- name: merge_context
