@@ -198,7 +198,12 @@ class StepExecution(models.Model):
     )
     worker = models.CharField(max_length=200, blank=True)
     rq_job = models.CharField(
-        max_length=200, blank=True, help_text="The RQ job running it (it may be a predecessor's)."
+        max_length=200,
+        blank=True,
+        help_text=(
+            "The RQ job running it (it may be a predecessor's), or, for an expand item not "
+            "started yet, the job that will."
+        ),
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -57,12 +57,14 @@ class Budget:
         return self.job_deadline is None or now + step_timeout + COMMIT_MARGIN <= self.job_deadline
 
     def fits_another(self, step_timeout: float) -> bool:
-        """Whether a batch goes on with its next item."""
-        return self.steps_left > 1 and self.fits(step_timeout)
+        """Whether a batch goes on with its next item (``steps_left`` counts the steps
+        still allowed, the ones already run taken off)."""
+        return self.steps_left >= 1 and self.fits(step_timeout)
 
     def keep(self) -> Budget | None:
-        """This budget, as the one a commit may keep a successor under, if the step
-        budget allows one more step here."""
+        """This budget, as the one a commit may keep a successor or expand items under,
+        if the step budget allows one more step here after the one running (which
+        ``steps_left`` still counts)."""
         if self.queue is None or self.steps_left <= 1:
             return None
         return self

@@ -1,5 +1,6 @@
 """Hands step executions to RQ: one job per execution, or one per batch of an expand's
-items, enqueued when the transaction that created them commits. Jobs carry only
+items, enqueued when the transaction that created them commits (but for what the commit
+kept for its own worker to run next: see ``OrmStore.create``). Jobs carry only
 ``(execution_id, attempt)`` pairs."""
 
 from __future__ import annotations

@@ -81,10 +81,16 @@ def claim_fields(worker: str, job_id: str) -> dict[str, Any]:
     }
 
 
+# A statement takes at most 65,535 bound parameters (PostgreSQL's protocol, with
+# server-side binding): an expand's 10,000 items of 27 columns need several statements.
+MAX_PARAMETERS = 65_535
+
+
 def insert(executions: list[StepExecution]) -> None:
-    """Insert new executions in one statement; the timestamps the database computed are
-    read back on first use."""
-    StepExecution.objects.bulk_create(executions)
+    """Insert new executions in as few statements as the parameter limit allows; the
+    timestamps the database computed are read back on first use."""
+    columns = len(StepExecution._meta.concrete_fields)
+    StepExecution.objects.bulk_create(executions, batch_size=MAX_PARAMETERS // columns)
     forget_computed(executions)
 
 

@@ -47,13 +47,16 @@ def run_chain(
     job_id: str = "",
     job_budget: float | None = None,
 ) -> Result:
-    """Run an attempt, then keep running its single successor on the same queue while
+    """Run an attempt, then keep running what its commit keeps for this worker (its single
+    successor on the same queue, or the first batch of the items it expands into) while
     the budget lasts (see :class:`.continuation.Budget`), without a round trip through
     Redis and RQ for each step. Returns what became of the first attempt.
 
-    If the loop is left between two steps (a signal), the claimed successor is handed
-    back to the queue; if the worker dies, or a commit's outcome is unknown (its
-    connection dropped), the sweeper reclaims the successor once its heartbeat is stale."""
+    If the loop is left between two steps (an exception: a job timeout, a cold shutdown),
+    the claimed successor or the kept items are handed back to the queue; if the worker
+    dies, or a commit's outcome is unknown (its connection dropped), the sweeper reclaims
+    the successor once its heartbeat is stale, and gives kept items jobs once the job
+    that kept them is dead."""
     budget = Budget(queue, worker, job_id, job_budget)
     execution = get_store().claim(execution_id, attempt, worker=worker, job_id=job_id)
     if execution is None:
@@ -81,8 +84,9 @@ def run_batch(
 
 def _run_items(items: Items, heartbeat: Heartbeat, budget: Budget) -> int:
     """Claim and run expand items in order while the budget lasts; the ones not started
-    (the budget ran out, or the job is being stopped) get jobs of their own. Returns how
-    many ran."""
+    (the budget ran out, or an exception ends the job: its timeout, a SimpleWorker's cold
+    shutdown) get jobs of their own. A work horse killed outright hands back nothing: the
+    sweeper gives its items jobs once the job is dead. Returns how many ran."""
     store = get_store()
     ran = started = 0
     # The items' step timeout (they run the same step), known from the first claim.
@@ -134,6 +138,8 @@ def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) ->
     # Outside the loop body, ``claimed`` is an execution claimed for this worker that has
     # not started: the one to hand back if the loop is left early.
     claimed: StepExecution | None = execution
+    # Likewise, expand items kept for this worker that have not been passed on to
+    # _run_items, which hands back what it does not reach itself.
     items: Items = ()
     try:
         while claimed is not None:
@@ -143,11 +149,14 @@ def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) ->
             claimed, items = kept.successor, kept.items
             first = first or result
             budget.steps_left -= 1
+        if items:
+            batch, items = items, ()
+            _run_items(batch, heartbeat, budget)
     finally:
         if claimed is not None and graph is not None:
             release(claimed, graph)
-    if items:
-        _run_items(items, heartbeat, budget)
+        if items:
+            _hand_back(items)
     return first or Result.SKIPPED
 
 

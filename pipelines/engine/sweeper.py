@@ -164,8 +164,9 @@ def _reclaim_one(execution: StepExecution, report: SweepReport) -> None:
 
 
 def _job_ids(execution: StepExecution) -> list[str]:
-    """The jobs that would run this execution: its own, and the batch job it was created
-    for (an expand item's first attempt, until claimed)."""
+    """The jobs that would run this execution: its own, and the one its ``rq_job`` names
+    (an expand item's first attempt, until claimed: its batch job, or the job of the step
+    that expanded, which keeps the first items to run itself)."""
     ids = [job_id(execution.pk, execution.attempt)]
     batch = batch_of(execution)
     if batch is not None:

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pipelines import definitions
-from pipelines.conf import get_settings
+from pipelines.conf import DEFAULTS, get_settings
 from pipelines.context import StepContext
 from pipelines.engine import continuation, plan, runner, sweeper, tasks
 from pipelines.engine.delivery import batch_job_id, get_queue
@@ -381,6 +381,7 @@ def _expand_committed_by(run, job: str):
     """Commit the expand step of ``run`` as a worker running job ``job`` would."""
     items_step = StepExecution.objects.get(run=run, step="Items")
     execution = claim(items_step.pk, 1, "w", job)
+    assert execution is not None
     graph = definitions.graph_for(run)
     output = list(range(run.input["count"]))
     decision = plan.for_execution(graph, execution, output)
@@ -419,15 +420,38 @@ def test_kept_items_the_budget_does_not_reach_get_jobs_of_their_own(redis_conn):
     items_step = StepExecution.objects.get(run=run, step="Items")
     redis_conn.flushdb()
 
-    # Three steps: the expand, the first item, then the budget is spent.
+    # Three steps: the expand and two items. It keeps those two; the other two of the
+    # first batch keep their batch job.
+    runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
+
+    first_batch = StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)
+    by_index = {e.branch_index: e for e in first_batch}
+    assert {by_index[i].status for i in (0, 1)} == {StepStatus.SUCCEEDED}
+    assert {by_index[i].rq_job for i in (0, 1)} == {"job-x"}
+    assert {by_index[i].status for i in (2, 3)} == {StepStatus.ENQUEUED}
+    queued = get_queue("pipelines").job_ids
+    assert len(queued) == 75
+    assert by_index[2].rq_job in queued
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4)
+def test_kept_items_the_time_budget_does_not_reach_get_jobs_of_their_own(redis_conn, monkeypatch):
+    run = p.ExpandPipeline.trigger({"count": 300})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    redis_conn.flushdb()
+    # The job's time is up once the first item has run.
+    monkeypatch.setattr(continuation.Budget, "fits_another", lambda self, timeout: False)
+
     runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
 
     first_batch = StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)
     by_index = {e.branch_index: e for e in first_batch}
     assert by_index[0].status == StepStatus.SUCCEEDED
-    assert {by_index[i].status for i in (1, 2, 3)} == {StepStatus.ENQUEUED}
+    left = [by_index[i] for i in (1, 2, 3)]
+    assert {e.status for e in left} == {StepStatus.ENQUEUED}
     queued = set(get_queue("pipelines").job_ids)
-    assert {f"pipelines-{by_index[i].pk}-1" for i in (1, 2, 3)} <= queued
+    assert {f"pipelines-{e.pk}-1" for e in left} <= queued  # a job each
     assert len(queued) == 74 + 3
 
 
@@ -451,3 +475,21 @@ def test_kept_items_wait_for_their_running_job_and_are_recovered_when_it_is_gone
     # The worker died with the job: its kept items get jobs of their own.
     redis_conn.delete("rq:worker:w")
     assert sorted(sweeper.sweep().reenqueued) == sorted(kept)
+
+
+@pytest.mark.portable
+@override_settings(PIPELINES_MAX_EXPAND=DEFAULTS["PIPELINES_MAX_EXPAND"])
+def test_an_expand_of_the_largest_default_size_is_created_whole(redis_conn):
+    """10,000 items of 27 columns are more bound parameters than one statement may carry
+    (65,535 on PostgreSQL with server-side binding): the insert is split."""
+    size = get_settings().max_expand
+    assert size == 10_000  # the default
+    run = p.ExpandPipeline.trigger({"count": size})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+
+    assert runner.run_execution(items_step.pk, 1, worker="w") == "succeeded"
+
+    items = StepExecution.objects.filter(run=run, step="Square")
+    assert items.count() == size
+    assert sorted(items.values_list("branch_index", flat=True)) == list(range(size))
+    assert JoinBarrier.objects.get(run=run).expected == size

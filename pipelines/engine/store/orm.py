@@ -259,8 +259,10 @@ class OrmStore:
     def create(self, created: list[StepExecution], graph: Graph, keep: Budget | None) -> Kept:
         """Insert new executions, enqueued when the transaction commits. What ``keep``
         takes runs next in this worker's job instead: a single one is inserted claimed for
-        the worker; of an expand's items, the first batch is left enqueued under this
-        job's id (:func:`~pipelines.engine.delivery.batch_of`) and gets no job of its own."""
+        the worker; of several branches (a divide's, an expand's items), the first (an
+        expand's first batch, as many of its items as the step budget has room for) are
+        left enqueued under this job's id (:func:`~pipelines.engine.delivery.batch_of`)
+        and get no job of their own."""
         kept: list[StepExecution] = []
         if keep is not None and created and keep.takes(created[0], graph):
             if len(created) == 1:
@@ -271,9 +273,10 @@ class OrmStore:
             elif keep.job_id and created[0].barrier_id is not None:
                 first_batch = created[0].rq_job
                 kept = [e for e in created if first_batch and e.rq_job == first_batch]
-                kept = kept or created[:1]
+                # The rest of the first batch keeps its batch job.
+                kept = (kept or created[:1])[: keep.steps_left - 1]
                 for item in kept:
-                    item.rq_job = keep.job_id
+                    item.rq_job = keep.job_id[:200]
         rows.insert(created)
         taken = {id(e) for e in kept}
         enqueue_on_commit(deliveries([e for e in created if id(e) not in taken], graph))
