@@ -107,6 +107,9 @@ class WorkerPool:
         self.queues = queues
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
+        # Every process of this pool carries it in its environment: RQ's work horse puts
+        # itself in a process group of its own, so killing the worker's group misses it.
+        self.mark = f"{os.getpid()}-{id(self)}"
 
     def start(self, tmp: Path) -> None:
         import django_rq
@@ -121,7 +124,7 @@ class WorkerPool:
                 subprocess.Popen(
                     args,
                     cwd=ROOT,
-                    env=worker_env(**self.extra_env),
+                    env=worker_env(**self.extra_env, PIPELINES_TEST_POOL=self.mark),
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
                     # Its own process group: the work horse and RQ's scheduler process go
@@ -147,6 +150,7 @@ class WorkerPool:
     def add(self, tmp: Path) -> None:
         """Start one more worker (e.g. after a test killed one)."""
         extra = WorkerPool(1, self.queues, self.extra_env)
+        extra.mark = self.mark
         extra.start(tmp)
         self.procs += extra.procs
         self.logs += extra.logs
@@ -163,6 +167,19 @@ class WorkerPool:
                 proc.wait()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
+        for pid in _marked_processes(f"PIPELINES_TEST_POOL={self.mark}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # a work horse that outlived its worker
+
+
+def _marked_processes(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark`` (Linux: /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if mark.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
 
 
 @pytest.fixture(scope="module")
