@@ -20,9 +20,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from pipelines.lifecycle import run_state
+from pipelines.lifecycle import CLAIMABLE_STEP_STATUSES, StepStatus, run_state
 from pipelines.masking import mask, mask_text
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, StepExecution
 from pipelines.selectors import run_context_entries, run_steps, run_waiting_events
 from project.demo.pipelines import PAYMENT_EVENT, FulfilOrder, PayForOrder
 
@@ -139,7 +139,7 @@ class Command(BaseCommand):
             deadline = time.monotonic() + options["timeout"]
             _deliver_payments(payments, delay=0, timeout=options["timeout"])
             for each in (run, *payments):
-                while not each.refresh().is_finished:
+                while not _settled(each):
                     if time.monotonic() > deadline:
                         raise CommandError(
                             f"run {each.pk} {run_state(each.status)} after "
@@ -234,3 +234,13 @@ class Command(BaseCommand):
                 f"  #{step.pk:<4} {step.node:<20} {step.status:<10} attempts={step.attempt} "
                 f"{took:>7}{route}  payload={json.dumps(mask(step.payload))[:60]}"
             )
+
+
+def _settled(run: PipelineRun) -> bool:
+    """Whether the run has finished and nothing of it is still to run: a failed run's
+    compensations run after it failed."""
+    return run.refresh().is_finished and not (
+        StepExecution.objects.filter(
+            run=run, status__in=[*CLAIMABLE_STEP_STATUSES, StepStatus.RUNNING]
+        ).exists()
+    )
