@@ -263,26 +263,27 @@ class OrmStore:
         expand's first batch, as many of its items as the step budget has room for) are
         left enqueued under this job's id (:func:`~pipelines.engine.delivery.batch_of`)
         and get no job of their own."""
-        kept: list[StepExecution] = []
+        successor: StepExecution | None = None
+        items: list[StepExecution] = []
         if keep is not None and created and keep.takes(created[0], graph):
             if len(created) == 1:
-                kept = created
-                kept[0].status = StepStatus.RUNNING
+                successor = created[0]
+                successor.status = StepStatus.RUNNING
                 for name, value in rows.claim_fields(keep.worker, keep.job_id).items():
-                    setattr(kept[0], name, value)
+                    setattr(successor, name, value)
             elif keep.job_id and created[0].barrier_id is not None:
-                first_batch = created[0].rq_job
-                kept = [e for e in created if first_batch and e.rq_job == first_batch]
+                batch = created[0].rq_job  # "" when items do not share jobs
+                first = [e for e in created if e.rq_job == batch] if batch else created[:1]
                 # The rest of the first batch keeps its batch job.
-                kept = (kept or created[:1])[: keep.steps_left - 1]
-                for item in kept:
+                items = first[: keep.steps_left - 1]
+                for item in items:
                     item.rq_job = keep.job_id[:200]
         rows.insert(created)
-        taken = {id(e) for e in kept}
+        taken = {id(e) for e in (successor, *items)}
         enqueue_on_commit(deliveries([e for e in created if id(e) not in taken], graph))
-        if len(created) == 1 and kept:
-            return Kept(successor=kept[0])
-        return Kept(items=tuple((e.pk, e.attempt) for e in kept)) if kept else NOTHING_KEPT
+        if successor is not None:
+            return Kept(successor=successor)
+        return Kept(items=tuple((e.pk, e.attempt) for e in items)) if items else NOTHING_KEPT
 
     # --- failure ----------------------------------------------------------------------------
 
