@@ -6,7 +6,9 @@ that creates the successor also claims it (``running``, this worker, a fresh hea
 so the next step needs no claim statement; a worker that dies before running it leaves
 a running execution with a heartbeat that goes stale, which the sweeper reclaims. When
 the commit expands, the worker likewise runs the first batch of items itself; those stay
-enqueued under this job's id until each is claimed (see ``sweeper``).
+enqueued under this job's id until each is claimed (see ``sweeper``). On PostgreSQL the
+commit of one item's arrival claims the next item of the batch, so the items of a batch
+cost one statement each.
 
 Such a successor does not pass the claim's "has the run ended?" check: the commit that
 created it saw the run active under the run's lock. A cancel that lands between that
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from pipelines.conf import get_settings
 from pipelines.dsl import Graph
@@ -29,6 +32,15 @@ from pipelines.models import StepExecution
 
 logger = logging.getLogger("pipelines.runner")
 COMMIT_MARGIN = 30  # seconds; Step.job_timeout() gives every job 60 over its step timeout
+
+
+@dataclass(frozen=True)
+class NextItem:
+    """The batch item a job runs after the one running now, if it still fits then."""
+
+    execution_id: int
+    attempt: int
+    step_timeout: float
 
 
 class Budget:
@@ -47,6 +59,8 @@ class Budget:
         self.job_id = job_id
         self.deadline = started + conf.eager_seconds
         self.job_deadline = None if job_budget is None else started + job_budget
+        # Set by the batch loop while an item runs: the item after it.
+        self.next_item: NextItem | None = None
 
     def fits(self, step_timeout: float) -> bool:
         """Whether a step whose body may take ``step_timeout`` still fits, now. The body
@@ -60,6 +74,14 @@ class Budget:
         """Whether a batch goes on with its next item (``steps_left`` counts the steps
         still allowed, the ones already run taken off)."""
         return self.steps_left >= 1 and self.fits(step_timeout)
+
+    def claims_ahead(self) -> NextItem | None:
+        """The next batch item, if the commit of the running one's arrival may claim it for
+        this worker: it fits the budget once the running step is counted."""
+        item = self.next_item
+        if item is None or self.steps_left < 2:
+            return None
+        return item if self.fits_another(item.step_timeout) else None
 
     def keep(self) -> Budget | None:
         """This budget, as the one a commit may keep a successor or expand items under,
@@ -76,7 +98,7 @@ class Budget:
         return execution.queue == self.queue and self.fits(step.step_timeout())
 
 
-def release(execution: StepExecution, graph: Graph) -> None:
+def release(execution: StepExecution, graph: Graph | None) -> None:
     """Hand a claimed successor that will not run here after all back to the queue."""
     try:
         if step_transition(

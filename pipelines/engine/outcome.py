@@ -55,11 +55,13 @@ Items = tuple[tuple[int, int], ...]  # expand items as (execution id, attempt)
 @dataclass(frozen=True)
 class Kept:
     """What a commit left for this worker to run next, in the same RQ job: a successor it
-    created claimed for the worker, or the first batch of an expand's items, created
-    enqueued under this job's id (each is claimed as it starts)."""
+    created claimed for the worker, the first batch of an expand's items, created
+    enqueued under this job's id (each is claimed as it starts), or the batch's next item,
+    claimed by an arrival's commit (``ahead``)."""
 
     successor: StepExecution | None = None
     items: Items = ()
+    ahead: StepExecution | None = None
 
 
 NOTHING_KEPT = Kept()

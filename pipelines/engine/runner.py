@@ -15,7 +15,7 @@ from pipelines.conf import get_settings
 from pipelines.dsl import Graph
 from pipelines.engine import plan
 from pipelines.engine.body import run_body
-from pipelines.engine.continuation import Budget, release
+from pipelines.engine.continuation import Budget, NextItem, release
 from pipelines.engine.delivery import delivery, enqueue, workers_serving
 from pipelines.engine.heartbeat import Heartbeat
 from pipelines.engine.outcome import NOTHING_KEPT, Committed, Failure, Items, Kept, Outcome, Result
@@ -62,7 +62,7 @@ def run_chain(
     if execution is None:
         return Result.SKIPPED
     with Heartbeat() as heartbeat:
-        return _run_from(execution, heartbeat, budget)
+        return _run_from(execution, heartbeat, budget)[0]
 
 
 def run_batch(
@@ -86,28 +86,43 @@ def _run_items(items: Items, heartbeat: Heartbeat, budget: Budget) -> int:
     """Claim and run expand items in order while the budget lasts; the ones not started
     (the budget ran out, or an exception ends the job: its timeout, a SimpleWorker's cold
     shutdown) get jobs of their own. A work horse killed outright hands back nothing: the
-    sweeper gives its items jobs once the job is dead. Returns how many ran."""
+    sweeper gives its items jobs once the job is dead. Each item's arrival may claim the
+    next one (PostgreSQL), which then needs no claim of its own. Returns how many ran."""
     store = get_store()
     ran = started = 0
     # The items' step timeout (they run the same step), known from the first claim.
     step_timeout: float | None = None
+    # An item claimed for this job that has not started: claimed here, or by the arrival
+    # of the item before it. Released to the queue if the loop is left before it starts.
+    waiting: StepExecution | None = None
+    outer = budget.next_item  # an item of an enclosing batch whose step expanded again
     try:
-        for execution_id, attempt in items:
-            if started and not budget.fits_another(step_timeout or get_settings().step_timeout):
-                break
+        for index, (execution_id, attempt) in enumerate(items):
+            if waiting is None:
+                if started and not budget.fits_another(step_timeout or get_settings().step_timeout):
+                    break
+                waiting = store.claim(
+                    execution_id, attempt, worker=budget.worker, job_id=budget.job_id
+                )
+            # else: within the budget, which the arrival that claimed it checked
             started += 1
-            execution = store.claim(
-                execution_id, attempt, worker=budget.worker, job_id=budget.job_id
-            )
-            if execution is None:
+            if waiting is None:
                 continue
             if step_timeout is None:
-                step_timeout = _step_timeout(execution)
-            _run_from(execution, heartbeat, budget)
+                step_timeout = _step_timeout(waiting)
+            following = items[index + 1] if index + 1 < len(items) else None
+            budget.next_item = NextItem(*following, step_timeout) if following else None
+            execution, waiting = waiting, None
+            _, waiting = _run_from(execution, heartbeat, budget)
             ran += 1
     finally:
-        if started < len(items):
-            _hand_back(items[started:])
+        budget.next_item = outer
+        rest = items[started:]
+        if waiting is not None:
+            _release(waiting)
+            rest = tuple(item for item in rest if item[0] != waiting.pk)
+        if rest:
+            _hand_back(rest)
     return ran
 
 
@@ -115,6 +130,10 @@ def _step_timeout(execution: StepExecution) -> float:
     graph = definitions.graph_or_none(execution.run)
     node = graph.find(execution.node) if graph else None
     return float(node.step.step_timeout() if node else get_settings().step_timeout)
+
+
+def _release(execution: StepExecution) -> None:
+    release(execution, definitions.graph_or_none(execution.run))
 
 
 def _hand_back(items: Items) -> None:
@@ -130,9 +149,13 @@ def _hand_back(items: Items) -> None:
         logger.exception("could not hand %s expand items back to the queue", len(items))
 
 
-def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) -> Result:
+def _run_from(
+    execution: StepExecution, heartbeat: Heartbeat, budget: Budget
+) -> tuple[Result, StepExecution | None]:
     """Run a claimed execution and what the commits keep for this worker: successors
-    claimed for it, or the first batch of an expand's items."""
+    claimed for it, or the first batch of an expand's items. Returns the first result,
+    and the batch item the last commit claimed next for this worker, if any (its batch
+    loop runs it)."""
     first: Result | None = None
     graph: Graph | None = None
     # Outside the loop body, ``claimed`` is an execution claimed for this worker that has
@@ -141,12 +164,13 @@ def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) ->
     # Likewise, expand items kept for this worker that have not been passed on to
     # _run_items, which hands back what it does not reach itself.
     items: Items = ()
+    ahead: StepExecution | None = None
     try:
         while claimed is not None:
             keep = budget.keep()
             execution, claimed = claimed, None  # started: from here on it is not handed back
             result, kept, graph = _run_claimed(execution, heartbeat, keep)
-            claimed, items = kept.successor, kept.items
+            claimed, items, ahead = kept.successor, kept.items, kept.ahead
             first = first or result
             budget.steps_left -= 1
         if items:
@@ -157,7 +181,7 @@ def _run_from(execution: StepExecution, heartbeat: Heartbeat, budget: Budget) ->
             release(claimed, graph)
         if items:
             _hand_back(items)
-    return first or Result.SKIPPED
+    return first or Result.SKIPPED, ahead
 
 
 def _run_claimed(

@@ -413,6 +413,73 @@ def test_the_expanding_job_keeps_the_first_batch_and_runs_it_next(redis_conn):
     assert run.output == [i * i for i in range(300)]
 
 
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4)
+def test_each_items_arrival_claims_the_next_item_on_postgresql(redis_conn):
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ExpandPipeline.trigger({"count": 300})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    redis_conn.flushdb()
+
+    with CaptureQueriesContext(connection) as queries:
+        runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
+
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    expanded = len(statements) - 1 - statements[::-1].index("COMMIT")
+    # The first item's claim, then one statement per item: its arrival, which claims
+    # the next item for this job (the last one claims nothing).
+    assert statements[expanded + 1 :] == ["WITH"] * 5
+    claims = [q["sql"] for q in queries.captured_queries if "claim_attempt" in q["sql"]]
+    assert claims == []  # the names are gone: every parameter was bound
+    ran = StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)
+    assert set(ran.values_list("status", "worker", "rq_job")) == {("succeeded", "w", "job-x")}
+    assert set(StepAttempt.objects.filter(execution__in=ran).values_list("number", "status")) == {
+        (1, "succeeded")
+    }
+    assert StepAttempt.objects.filter(execution__in=ran).count() == 4
+    assert JoinBarrier.objects.get(run=run).arrived == 4
+
+
+@override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4)
+def test_a_claimed_next_item_the_job_does_not_reach_is_handed_back(redis_conn, monkeypatch):
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ExpandPipeline.trigger({"count": 300})
+    items_step = StepExecution.objects.get(run=run, step="Items")
+    redis_conn.flushdb()
+    real_next_item = continuation.NextItem
+    calls, seen = [], []
+
+    def stopped_before_the_third_item(*args):
+        calls.append(args)
+        if len(calls) == 3:  # two items ran; the second's arrival claimed the third
+            third = StepExecution.objects.get(run=run, step="Square", branch_index=2)
+            seen.append((third.status, third.worker, third.rq_job))
+            raise KeyboardInterrupt  # e.g. a shutdown signal between two items
+        return real_next_item(*args)
+
+    monkeypatch.setattr(runner, "NextItem", stopped_before_the_third_item)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
+
+    by_index = {
+        e.branch_index: e
+        for e in StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)
+    }
+    assert [by_index[i].status for i in (0, 1)] == ["succeeded", "succeeded"]
+    assert seen == [("running", "w", "job-x")]
+    # The third was claimed by the second's arrival, the fourth not yet: both are back
+    # on the queue, unclaimed, a job each.
+    for i in (2, 3):
+        assert (by_index[i].status, by_index[i].attempt, by_index[i].worker) == ("enqueued", 1, "")
+    queued = get_queue("pipelines").job_ids
+    assert {f"pipelines-{by_index[i].pk}-1" for i in (2, 3)} <= set(queued)
+    assert len(queued) == 74 + 2
+    monkeypatch.undo()
+    run_queued_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.output == [i * i for i in range(300)]
+
+
 @pytest.mark.portable
 @override_settings(PIPELINES_MAX_EXPAND=1000, PIPELINES_EXPAND_BATCH=4, PIPELINES_EAGER_STEPS=3)
 def test_kept_items_the_budget_does_not_reach_get_jobs_of_their_own(redis_conn):

@@ -55,13 +55,23 @@ class _Sent(NamedTuple):
     changed: bool  # the step moved to succeeded
     successor_id: int | None
     barrier: list[Any]  # the counted barrier's columns (NULLs when none)
+    ahead: StepExecution | None  # the batch item the statement claimed
+
+
+BARRIER_COLUMNS = 8  # as the statement returns them: bar.*
 
 
 def _send(params: dict[str, Any]) -> _Sent:
     with connection.cursor() as cursor:
         cursor.execute(statement("succeed"), params)
-        run_status, fenced, changed, successor_id, *barrier = cursor.fetchone()
-    return _Sent(run_status, bool(fenced), bool(changed), successor_id, barrier)
+        row = cursor.fetchone()
+        split = 4 + BARRIER_COLUMNS
+        ahead = None
+        if row[split] is not None:  # the claimed item's id
+            names = [column.name for column in cursor.description[split:]]
+            ahead = _instance(StepExecution, names, list(row[split:]))
+    run_status, fenced, changed, successor_id = row[:4]
+    return _Sent(run_status, bool(fenced), bool(changed), successor_id, row[4:split], ahead)
 
 
 class PostgresStore(OrmStore):
@@ -72,8 +82,8 @@ class PostgresStore(OrmStore):
             cursor.execute(
                 statement("claim"),
                 {
-                    "id": execution_id,
-                    "attempt": attempt,
+                    "claim": execution_id,
+                    "claim_attempt": attempt,
                     "worker": worker[:200],
                     "job": job_id[:200],
                 },
@@ -132,6 +142,7 @@ class PostgresStore(OrmStore):
         claimed = keep is not None and successor is not None and keep.takes(successor, graph)
         step = graph.node(decision.node).step if isinstance(decision, plan.Next) else None
         arrives = isinstance(decision, plan.Arrive)
+        ahead = keep.claims_ahead() if keep is not None and arrives else None
         params = {
             "run": execution.run_id,
             "id": execution.pk,
@@ -146,8 +157,10 @@ class PostgresStore(OrmStore):
             "next_step": step.__name__ if step else None,
             "next_queue": step.queue_name() if step else None,
             "claimed": claimed,
-            "worker": keep.worker[:200] if claimed and keep else "",
-            "job": keep.job_id[:200] if claimed and keep else "",
+            "claim": ahead.execution_id if ahead else None,
+            "claim_attempt": ahead.attempt if ahead else None,
+            "worker": keep.worker[:200] if (claimed or ahead) and keep else "",
+            "job": keep.job_id[:200] if (claimed or ahead) and keep else "",
         }
         if not outcome.context.staged:
             # Alone, the statement is its own transaction (autocommit). An arrival that
@@ -156,13 +169,14 @@ class PostgresStore(OrmStore):
             if not (arrives and sent.fenced and not sent.changed):
                 return self._applied(execution, attempt, sent, successor, params, graph)
         # Staged writes commit with the statement, and the arrival that completes its
-        # barrier fires the join, in one transaction.
+        # barrier fires the join, in one transaction. (Such an arrival claims no next item:
+        # every other item has arrived, so none is left to claim.)
         params["completes"] = True
         with transaction.atomic():
             sent = _send(params)
             if sent.changed:
                 self.commit_staged(execution, attempt, outcome)
-                if arrives:
+                if arrives and sent.ahead is None:  # with a next item, the barrier is short
                     fired = self._arrived(execution, outcome, graph, keep, sent)
                     return Committed(Result.SUCCEEDED, fired)
             return self._applied(execution, attempt, sent, successor, params, graph)
@@ -184,6 +198,10 @@ class PostgresStore(OrmStore):
                 "rejected stale result of execution %s attempt %s", execution.pk, attempt
             )
             return Committed(Result.STALE)
+        if sent.ahead is not None:
+            sent.ahead.run = execution.run
+            execution.run.status = sent.run_status  # as the lock found it: active
+            return Committed(Result.SUCCEEDED, Kept(ahead=sent.ahead))
         if successor is None:
             return Committed(Result.SUCCEEDED)
         successor.pk = sent.successor_id

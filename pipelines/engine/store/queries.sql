@@ -9,24 +9,30 @@
 -- successor's heartbeat), so that commit order and time order agree.
 -- Lock order, as in every writer: the run's row before its steps' rows.
 
+-- name: claim_update
+-- Not a statement: the claim's UPDATE, which the statements that claim include as
+-- {{claim_update}} and end with their own conditions and RETURNING. Only an execution
+-- enqueued (or due for retry) at this very attempt moves to running, for this worker and
+-- job, so a duplicate delivery claims nothing.
+UPDATE pipelines_stepexecution
+SET status = {step.running}, started_at = clock_timestamp(),
+    heartbeat_at = clock_timestamp(), finished_at = NULL, retry_at = NULL,
+    worker = %(worker)s::text, rq_job = %(job)s::text
+WHERE id = %(claim)s::bigint AND attempt = %(claim_attempt)s::integer
+  AND status IN ({step.enqueued}, {step.retrying})
+
 -- name: claim
--- Claim a delivered attempt: only an execution enqueued (or due for retry) at this very
--- attempt moves to running, so a duplicate delivery claims nothing. A pending run is
--- locked first (only then: sibling claims of a big fan-out must not queue on a running
--- run's lock) and started by the claim that succeeds. Returns the execution's columns,
--- then the run's, then the run's start time if this claim started it.
+-- Claim a delivered attempt. A pending run is locked first (only then: sibling claims of
+-- a big fan-out must not queue on a running run's lock) and started by the claim that
+-- succeeds. Returns the execution's columns, then the run's, then the run's start time if
+-- this claim started it.
 WITH pending AS (
     SELECT id FROM pipelines_pipelinerun
-    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(id)s::bigint)
+    WHERE id = (SELECT run_id FROM pipelines_stepexecution WHERE id = %(claim)s::bigint)
       AND status = {run.pending}
     FOR NO KEY UPDATE
 ), claimed AS (
-    UPDATE pipelines_stepexecution
-    SET status = {step.running}, started_at = clock_timestamp(),
-        heartbeat_at = clock_timestamp(), finished_at = NULL, retry_at = NULL,
-        worker = %(worker)s::text, rq_job = %(job)s::text
-    WHERE id = %(id)s::bigint AND attempt = %(attempt)s::integer
-      AND status IN ({step.enqueued}, {step.retrying})
+    {{claim_update}}
       AND (SELECT count(*) FROM pending) >= 0
     RETURNING *
 ), started AS (
@@ -52,11 +58,14 @@ FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 --         %(completes)s in a transaction, where the caller fires the join
 --         (plan.barrier_complete). So the join fires in the transaction of the arrival
 --         that completed its barrier, and never one arrival too early.
+--         An arrival that counts may also claim the batch's next item for this worker
+--         (%(claim)s, NULL for none), so that item needs no claim statement of its own.
 -- The step's row is locked before the barrier is counted: a locking read sees the row's
 -- newest version, so a step reclaimed while this statement waited for the run's lock
 -- counts nothing.
 -- Returns the run's status as locked, whether the fence held, whether the step moved, the
--- successor's id, and the barrier's row (all NULL when there is none).
+-- successor's id, the barrier's row (all NULL when there is none), then the claimed
+-- item's columns (all NULL when none was claimed).
 WITH run AS (
     SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
 ), fence AS (
@@ -108,10 +117,14 @@ WITH run AS (
     SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
     WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
       AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
+), ahead AS (
+    {{claim_update}}
+      AND EXISTS (SELECT 1 FROM step)
+    RETURNING *
 )
 SELECT (SELECT status FROM run), (SELECT count(*) FROM fence), (SELECT count(*) FROM step),
-       (SELECT id FROM successor), bar.*
-FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
+       (SELECT id FROM successor), bar.*, ahead.*
+FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE LEFT JOIN ahead ON TRUE;
 
 -- name: merge_context
 -- Apply a set of context writes with their history rows, in one statement: the merge

@@ -1,6 +1,7 @@
 """The PostgreSQL store's statements, loaded by name from ``queries.sql``.
 
-A statement starts at a ``-- name: <name>`` line and ends at the next one. Status literals
+A statement starts at a ``-- name: <name>`` line and ends at the next one. ``{{name}}``
+includes another one's text (a fragment that two statements share). Status literals
 (``{run.pending}``, ``{step.running}``, ``{attempt.succeeded}``, ``{kind.step}``) are filled
 in from :mod:`pipelines.lifecycle`; a name that is not a status there is an error at load.
 """
@@ -21,6 +22,7 @@ _STATUSES: dict[str, type] = {
     "kind": StepKind,
 }
 _TOKEN = re.compile(r"\{(run|step|attempt|kind)\.(\w+)\}")
+_INCLUDE = re.compile(r"\{\{(\w+)\}\}")
 
 
 def _literal(match: re.Match[str]) -> str:
@@ -43,7 +45,8 @@ def raw_statements() -> dict[str, str]:
             statements[name] = ""
         elif name is not None and not line.lstrip().startswith("--"):
             statements[name] += line + "\n"
-    return {key: text.strip().rstrip(";") for key, text in statements.items()}
+    texts = {key: text.strip().rstrip(";") for key, text in statements.items()}
+    return {key: _INCLUDE.sub(lambda m: texts[m.group(1)], text) for key, text in texts.items()}
 
 
 @cache
