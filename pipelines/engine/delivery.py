@@ -69,10 +69,12 @@ def job_id(execution_id: int, attempt: int) -> str:
 _BATCH_PREFIX = "pipelines-batch-"
 
 
-def batch_job_id(barrier_id: int, first_branch: int) -> str:
-    """The job of an expand's items from ``first_branch`` on. Each item's ``rq_job`` names
-    it until the item is claimed, so the sweeper can tell whether that job still lives."""
-    return f"{_BATCH_PREFIX}{barrier_id}-{first_branch}"
+def batch_job_id(expanding_id: int, first_branch: int) -> str:
+    """The job of the items from ``first_branch`` on of the expand that execution
+    ``expanding_id`` made (it succeeds once, so it expands once). Each item's ``rq_job``
+    names it until the item is claimed, so the sweeper can tell whether that job still
+    lives."""
+    return f"{_BATCH_PREFIX}{expanding_id}-{first_branch}"
 
 
 def batch_of(execution: StepExecution) -> str | None:
@@ -85,13 +87,14 @@ def batch_of(execution: StepExecution) -> str | None:
     return None
 
 
-def assign_batches(executions: list[StepExecution], barrier_id: int, size: int) -> None:
-    """Give an expand's new items batch jobs of ``size`` (1: a job each)."""
+def assign_batches(executions: list[StepExecution], expanding_id: int, size: int) -> None:
+    """Give the new items of execution ``expanding_id``'s expand batch jobs of ``size``
+    (1: a job each)."""
     if size <= 1:
         return
     for start in range(0, len(executions), size):
         for item in executions[start : start + size]:
-            item.rq_job = batch_job_id(barrier_id, start)
+            item.rq_job = batch_job_id(expanding_id, start)
 
 
 def delivery(

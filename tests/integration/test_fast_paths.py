@@ -424,10 +424,10 @@ def test_each_items_arrival_claims_the_next_item_on_postgresql(redis_conn):
         runner.run_chain(items_step.pk, 1, worker="w", queue="pipelines", job_id="job-x")
 
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    expanded = len(statements) - 1 - statements[::-1].index("COMMIT")
-    # The first item's claim, then one statement per item: its arrival, which claims
-    # the next item for this job (the last one claims nothing).
-    assert statements[expanded + 1 :] == ["WITH"] * 5
+    # Items' claim; its commit, which expands (the barrier and 300 items); the first
+    # item's claim; then one statement per item: its arrival, which claims the next item
+    # for this job (the last one claims nothing). No transaction of their own.
+    assert statements == ["WITH"] * (3 + 4)
     claims = [q["sql"] for q in queries.captured_queries if "claim_attempt" in q["sql"]]
     assert claims == []  # the names are gone: every parameter was bound
     ran = StepExecution.objects.filter(run=run, step="Square", branch_index__lt=4)

@@ -83,13 +83,14 @@ class CommitThenDie(Step):
     def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
         mark(self.run.id, "commit-then-die", attempt=self.attempt)
         self.context.set("written_once", self.attempt)
-        from pipelines.engine.store import orm, postgres
+        from pipelines.engine.store import orm
 
         def die_after_commit(deliveries: Any) -> None:
             transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
 
-        # This work horse only: whichever store commits, it dies instead of enqueueing.
-        orm.enqueue_on_commit = postgres.enqueue_on_commit = die_after_commit
+        # This work horse only: whichever store commits (both hand out what a commit
+        # created through orm), it dies instead of enqueueing.
+        orm.enqueue_on_commit = die_after_commit
         return {"ok": True}
 
 

@@ -201,11 +201,7 @@ class OrmStore:
             run_transition(run, RunStatus.SUCCEEDED, output=decision.output)
         elif isinstance(decision, plan.Fork):
             barrier = rows.open_barrier(run, execution, decision.join, len(decision.branches))
-            created = [
-                rows.new_execution(run, graph, node, payload, barrier_id=barrier.pk, branch_index=i)
-                for i, (node, payload) in enumerate(decision.branches)
-            ]
-            assign_batches(created, barrier.pk, decision.batch_size)
+            created = branches(run, graph, execution, decision, barrier.pk)
         elif isinstance(decision, plan.Arrive):
             created = self.arrive(run, graph, execution)
         elif isinstance(decision, plan.Halt):
@@ -257,28 +253,47 @@ class OrmStore:
         ]
 
     def create(self, created: list[StepExecution], graph: Graph, keep: Budget | None) -> Kept:
-        """Insert new executions, enqueued when the transaction commits. What ``keep``
-        takes runs next in this worker's job instead: a single one is inserted claimed for
-        the worker; of several branches (a divide's, an expand's items), the first (an
-        expand's first batch, as many of its items as the step budget has room for) are
-        left enqueued under this job's id (:func:`~pipelines.engine.delivery.batch_of`)
-        and get no job of their own."""
-        successor: StepExecution | None = None
-        items: list[StepExecution] = []
-        if keep is not None and created and keep.takes(created[0], graph):
-            if len(created) == 1:
-                successor = created[0]
-                successor.status = StepStatus.RUNNING
-                for name, value in rows.claim_fields(keep.worker, keep.job_id).items():
-                    setattr(successor, name, value)
-            elif keep.job_id and created[0].barrier_id is not None:
-                batch = created[0].rq_job  # "" when items do not share jobs
-                first = [e for e in created if e.rq_job == batch] if batch else created[:1]
-                # The rest of the first batch keeps its batch job.
-                items = first[: keep.steps_left - 1]
-                for item in items:
-                    item.rq_job = keep.job_id[:200]
+        """Insert new executions, enqueued when the transaction commits, but for what
+        ``keep`` takes to run next in this worker's job (:meth:`keep_for`)."""
+        successor, items = self.keep_for(created, graph, keep)
         rows.insert(created)
+        return self.hand_out(created, graph, successor, items)
+
+    def keep_for(
+        self, created: list[StepExecution], graph: Graph, keep: Budget | None
+    ) -> tuple[StepExecution | None, list[StepExecution]]:
+        """Mark, before they are inserted, the new executions ``keep`` takes: a single one
+        is claimed for the worker; of several (a divide's branches, an expand's items),
+        the first (an expand's first batch, as many of its items as the step budget has
+        room for) stay enqueued under this job's id (:func:`~pipelines.engine.delivery.
+        batch_of`) and get no job of their own. Returns the successor and the items."""
+        if keep is None or not created or not keep.takes(created[0], graph):
+            return None, []
+        if len(created) == 1:
+            successor = created[0]
+            successor.status = StepStatus.RUNNING
+            for name, value in rows.claim_fields(keep.worker, keep.job_id).items():
+                setattr(successor, name, value)
+            return successor, []
+        if not keep.job_id:
+            return None, []
+        batch = created[0].rq_job  # "" when items do not share jobs
+        first = [e for e in created if e.rq_job == batch] if batch else created[:1]
+        # The rest of the first batch keeps its batch job.
+        items = first[: keep.steps_left - 1]
+        for item in items:
+            item.rq_job = keep.job_id[:200]
+        return None, items
+
+    def hand_out(
+        self,
+        created: list[StepExecution],
+        graph: Graph,
+        successor: StepExecution | None,
+        items: list[StepExecution],
+    ) -> Kept:
+        """After the insert: jobs for what is not kept (when the transaction commits), and
+        what is kept for this worker."""
         taken = {id(e) for e in (successor, *items)}
         enqueue_on_commit(deliveries([e for e in created if id(e) not in taken], graph))
         if successor is not None:
@@ -372,6 +387,23 @@ class OrmStore:
         with transaction.atomic():
             self.lock_run(run_id)
             return self.merge_context(run_id, writes, None)
+
+
+def branches(
+    run: PipelineRun,
+    graph: Graph,
+    execution: StepExecution,
+    fork: plan.Fork,
+    barrier_id: int | None,
+) -> list[StepExecution]:
+    """The new executions of ``execution``'s divide or expand, in branch order, at
+    ``barrier_id`` (None: the barrier is opened by the statement that inserts them)."""
+    created = [
+        rows.new_execution(run, graph, node, payload, barrier_id=barrier_id, branch_index=i)
+        for i, (node, payload) in enumerate(fork.branches)
+    ]
+    assign_batches(created, execution.pk, fork.batch_size)
+    return created
 
 
 def _success_fields(outcome: Outcome, decision: plan.Decision) -> dict[str, Any]:

@@ -20,9 +20,8 @@ from django.db.models import Model
 from pipelines.dsl import Graph
 from pipelines.engine import plan, rows
 from pipelines.engine.continuation import Budget
-from pipelines.engine.delivery import delivery, enqueue_on_commit
 from pipelines.engine.outcome import Committed, Kept, Outcome, Result
-from pipelines.engine.store.orm import OrmStore, Writer, Writes, logger
+from pipelines.engine.store.orm import OrmStore, Writer, Writes, branches, logger
 from pipelines.engine.store.sql import statement
 from pipelines.lifecycle import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
 from pipelines.models import JoinBarrier, PipelineRun, StepExecution
@@ -53,7 +52,8 @@ class _Sent(NamedTuple):
     run_status: str  # as locked
     fenced: bool  # the step was running at the attempt, in an active run
     changed: bool  # the step moved to succeeded
-    successor_id: int | None
+    opened: int | None  # the barrier a divide or expand opened
+    created: list[int]  # the new executions' ids, in the order given
     barrier: list[Any]  # the counted barrier's columns (NULLs when none)
     ahead: StepExecution | None  # the batch item the statement claimed
 
@@ -65,13 +65,30 @@ def _send(params: dict[str, Any]) -> _Sent:
     with connection.cursor() as cursor:
         cursor.execute(statement("succeed"), params)
         row = cursor.fetchone()
-        split = 4 + BARRIER_COLUMNS
+        split = 5 + BARRIER_COLUMNS
         ahead = None
         if row[split] is not None:  # the claimed item's id
             names = [column.name for column in cursor.description[split:]]
             ahead = _instance(StepExecution, names, list(row[split:]))
-    run_status, fenced, changed, successor_id = row[:4]
-    return _Sent(run_status, bool(fenced), bool(changed), successor_id, row[4:split], ahead)
+    run_status, fenced, changed, opened, created = row[:5]
+    return _Sent(
+        run_status, bool(fenced), bool(changed), opened, created or [], row[5:split], ahead
+    )
+
+
+def _row(execution: StepExecution) -> dict[str, Any]:
+    """A new execution as the statement inserts it (``created``)."""
+    return {
+        "node": execution.node,
+        "step": execution.step,
+        "queue": execution.queue,
+        "payload": execution.payload,
+        "barrier_id": execution.barrier_id,
+        "branch_index": execution.branch_index,
+        "worker": execution.worker,
+        "rq_job": execution.rq_job,
+        "claimed": execution.status == StepStatus.RUNNING,
+    }
 
 
 class PostgresStore(OrmStore):
@@ -112,7 +129,7 @@ class PostgresStore(OrmStore):
         reruns: int = 0,
         keep: Budget | None = None,
     ) -> Committed:
-        if isinstance(decision, plan.Next | plan.Finish | plan.Arrive):
+        if isinstance(decision, plan.Next | plan.Finish | plan.Fork | plan.Arrive):
             committed = self._succeed(execution, attempt, outcome, decision, graph, reruns, keep)
             if committed is not None:
                 return committed
@@ -127,20 +144,21 @@ class PostgresStore(OrmStore):
         execution: StepExecution,
         attempt: int,
         outcome: Outcome,
-        decision: plan.Next | plan.Finish | plan.Arrive,
+        decision: plan.Next | plan.Finish | plan.Fork | plan.Arrive,
         graph: Graph,
         reruns: int,
         keep: Budget | None,
     ) -> Committed | None:
         """The one-statement commit; None when the run is no longer active (nothing was
         written)."""
-        successor = None
+        run = execution.run
+        created: list[StepExecution] = []
+        fork = decision if isinstance(decision, plan.Fork) else None
         if isinstance(decision, plan.Next):
-            successor = rows.same_frame(
-                execution.run, graph, execution, decision.node, decision.payload
-            )
-        claimed = keep is not None and successor is not None and keep.takes(successor, graph)
-        step = graph.node(decision.node).step if isinstance(decision, plan.Next) else None
+            created = [rows.same_frame(run, graph, execution, decision.node, decision.payload)]
+        elif fork is not None:
+            created = branches(run, graph, execution, fork, None)
+        successor, items = self.keep_for(created, graph, keep)
         arrives = isinstance(decision, plan.Arrive)
         ahead = keep.claims_ahead() if keep is not None and arrives else None
         params = {
@@ -153,21 +171,20 @@ class PostgresStore(OrmStore):
             "arrives": arrives,
             "completes": False,
             "finishes": isinstance(decision, plan.Finish),
-            "next_node": decision.node if isinstance(decision, plan.Next) else None,
-            "next_step": step.__name__ if step else None,
-            "next_queue": step.queue_name() if step else None,
-            "claimed": claimed,
+            "join": fork.join if fork else None,
+            "expected": len(fork.branches) if fork else None,
+            "created": encode([_row(e) for e in created]),
             "claim": ahead.execution_id if ahead else None,
             "claim_attempt": ahead.attempt if ahead else None,
-            "worker": keep.worker[:200] if (claimed or ahead) and keep else "",
-            "job": keep.job_id[:200] if (claimed or ahead) and keep else "",
+            "worker": keep.worker[:200] if ahead and keep else "",
+            "job": keep.job_id[:200] if ahead and keep else "",
         }
         if not outcome.context.staged:
             # Alone, the statement is its own transaction (autocommit). An arrival that
             # would complete its barrier writes nothing this way, and is sent again below.
             sent = _send(params)
             if not (arrives and sent.fenced and not sent.changed):
-                return self._applied(execution, attempt, sent, successor, params, graph)
+                return self._applied(execution, attempt, sent, graph, created, successor, items)
         # Staged writes commit with the statement, and the arrival that completes its
         # barrier fires the join, in one transaction. (Such an arrival claims no next item:
         # every other item has arrived, so none is left to claim.)
@@ -179,16 +196,17 @@ class PostgresStore(OrmStore):
                 if arrives and sent.ahead is None:  # with a next item, the barrier is short
                     fired = self._arrived(execution, outcome, graph, keep, sent)
                     return Committed(Result.SUCCEEDED, fired)
-            return self._applied(execution, attempt, sent, successor, params, graph)
+            return self._applied(execution, attempt, sent, graph, created, successor, items)
 
     def _applied(
         self,
         execution: StepExecution,
         attempt: int,
         sent: _Sent,
-        successor: StepExecution | None,
-        params: dict[str, Any],
         graph: Graph,
+        created: list[StepExecution],
+        successor: StepExecution | None,
+        items: list[StepExecution],
     ) -> Committed | None:
         """What the statement did, for a commit that fired no join."""
         if not sent.changed:
@@ -202,17 +220,12 @@ class PostgresStore(OrmStore):
             sent.ahead.run = execution.run
             execution.run.status = sent.run_status  # as the lock found it: active
             return Committed(Result.SUCCEEDED, Kept(ahead=sent.ahead))
-        if successor is None:
-            return Committed(Result.SUCCEEDED)
-        successor.pk = sent.successor_id
-        rows.forget_computed([successor])
-        if params["claimed"]:
-            successor.status = StepStatus.RUNNING
-            successor.worker = params["worker"]
-            successor.rq_job = params["job"]
-            return Committed(Result.SUCCEEDED, Kept(successor=successor))
-        enqueue_on_commit([delivery(successor, graph)])
-        return Committed(Result.SUCCEEDED)
+        for new, pk in zip(created, sent.created, strict=True):
+            new.pk = pk
+            if new.barrier_id is None:
+                new.barrier_id = sent.opened  # a branch of the barrier opened (or none)
+        rows.forget_computed(created)
+        return Committed(Result.SUCCEEDED, self.hand_out(created, graph, successor, items))
 
     def _arrived(
         self,

@@ -46,11 +46,15 @@ SELECT s.*, r.*, (SELECT started_at FROM started)
 FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 
 -- name: succeed
--- Commit the success of a step whose decision is plan.Next, plan.Finish or plan.Arrive:
--- lock the run, then the step while it is running at this attempt and the run is active
--- (the fence); move it to succeeded; upsert the attempt's row; then, by the decision:
---   Next: insert the successor in the step's own frame (claimed for this worker when
---         %(claimed)s);
+-- Commit the success of a step whose decision is plan.Next, plan.Finish, plan.Fork or
+-- plan.Arrive: lock the run, then the step while it is running at this attempt and the
+-- run is active (the fence); move it to succeeded; upsert the attempt's row; then, by the
+-- decision:
+--   Next: insert the successor in the step's own frame (%(created)s: one row, claimed
+--         for this worker when its "claimed" is true);
+--   Fork: open a barrier for %(join)s in the step's frame and insert its branches
+--         (%(created)s: a row each, in branch order; the store marks the ones this
+--         worker keeps);
 --   Finish: succeed the run;
 --   Arrive: count the branch in at its barrier. When not %(completes)s, only an arrival
 --         that leaves the barrier short counts (the statement runs alone, autocommitted);
@@ -64,8 +68,9 @@ FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 -- newest version, so a step reclaimed while this statement waited for the run's lock
 -- counts nothing.
 -- Returns the run's status as locked, whether the fence held, whether the step moved, the
--- successor's id, the barrier's row (all NULL when there is none), then the claimed
--- item's columns (all NULL when none was claimed).
+-- opened barrier's id, the new executions' ids in the order given, the counted barrier's
+-- row (all NULL when there is none), then the claimed item's columns (all NULL when none
+-- was claimed).
 WITH run AS (
     SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
 ), fence AS (
@@ -96,21 +101,32 @@ WITH run AS (
         status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
         finished_at = EXCLUDED.finished_at, error = '', traceback = '',
         conflict_reruns = EXCLUDED.conflict_reruns
-), successor AS (
+), opened AS (
+    INSERT INTO pipelines_joinbarrier (run_id, node, expected, arrived, parent_id,
+                                       parent_branch, fired_at)
+    SELECT run_id, %(join)s::text, %(expected)s::integer, 0, barrier_id, branch_index, NULL
+    FROM step WHERE %(join)s::text IS NOT NULL
+    RETURNING id
+), created AS (
     INSERT INTO pipelines_stepexecution
         (run_id, node, step, kind, compensates_id, status, attempt, queue, payload, output,
          route, barrier_id, branch_index, reported, held, worker, rq_job, error, created_at,
          enqueued_at, started_at, heartbeat_at, finished_at, retry_at, crash_count,
          event_name, event_deadline)
-    SELECT run_id, %(next_node)s::text, %(next_step)s::text, {kind.step}, NULL,
-           CASE WHEN %(claimed)s::boolean THEN {step.running} ELSE {step.enqueued} END,
-           1, %(next_queue)s::text, %(output)s::jsonb, NULL, '', barrier_id, branch_index,
-           false, false, %(worker)s::text, %(job)s::text, '', statement_timestamp(),
+    SELECT step.run_id, c.node, c.step, {kind.step}, NULL,
+           CASE WHEN c.claimed THEN {step.running} ELSE {step.enqueued} END,
+           1, c.queue, c.payload, NULL, '', COALESCE(c.barrier_id, (SELECT id FROM opened)),
+           c.branch_index, false, false, c.worker, c.rq_job, '', statement_timestamp(),
            statement_timestamp(),
-           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
-           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
+           CASE WHEN c.claimed THEN clock_timestamp() END,
+           CASE WHEN c.claimed THEN clock_timestamp() END,
            NULL, NULL, 0, '', NULL
-    FROM step WHERE %(next_node)s::text IS NOT NULL
+    FROM step, ROWS FROM (jsonb_to_recordset(%(created)s::jsonb)
+        AS (node text, step text, queue text, payload jsonb, barrier_id bigint,
+            branch_index integer, worker text, rq_job text, claimed boolean))
+        WITH ORDINALITY AS c(node, step, queue, payload, barrier_id, branch_index, worker,
+                             rq_job, claimed, n)
+    ORDER BY c.n
     RETURNING id
 ), finished AS (
     UPDATE pipelines_pipelinerun
@@ -123,7 +139,7 @@ WITH run AS (
     RETURNING *
 )
 SELECT (SELECT status FROM run), (SELECT count(*) FROM fence), (SELECT count(*) FROM step),
-       (SELECT id FROM successor), bar.*, ahead.*
+       (SELECT id FROM opened), (SELECT array_agg(id ORDER BY id) FROM created), bar.*, ahead.*
 FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE LEFT JOIN ahead ON TRUE;
 
 -- name: merge_context
