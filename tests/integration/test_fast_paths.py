@@ -314,15 +314,39 @@ def test_an_arrival_that_leaves_its_barrier_short_is_one_autocommitted_statement
         kinds.append([q["sql"].split()[0].upper() for q in queries.captured_queries])
 
     assert kinds[0] == kinds[1] == ["WITH"]  # no transaction of its own
-    # The arrival that would complete the barrier is sent again in a transaction, which
-    # fires the join.
-    assert kinds[2][:3] == ["WITH", "BEGIN", "WITH"]
+    # This process counted the barrier one short, so the last arrival goes straight to
+    # a transaction, which fires the join.
+    assert kinds[2][:2] == ["BEGIN", "WITH"]
     assert kinds[2][-1] == "COMMIT"
     barrier.refresh_from_db()
     assert (barrier.arrived, barrier.expected, barrier.fired_at is not None) == (3, 3, True)
     gather = StepExecution.objects.get(run=run, step="Gather")
     assert (gather.status, gather.payload) == ("enqueued", [0, 1, 2])
     assert f"pipelines-{gather.pk}-1" in get_queue("pipelines").job_ids
+
+
+def test_an_arrival_completing_a_barrier_counted_elsewhere_is_sent_again(redis_conn):
+    """Another process counted the other arrivals: the statement, autocommitted, finds
+    that this arrival would complete the barrier, writes nothing, and is sent again in the
+    transaction that fires the join."""
+    assert connection.vendor == "postgresql", "run the suite against PostgreSQL"
+    run = p.ExpandPipeline.trigger({"count": 2})
+    run_queued_jobs(1)  # Items
+    graph = definitions.graph_for(run)
+    first, last = _claimed_items(run)
+    assert succeed(first, 1, graph, 0, StepContext(run.pk, None)) == "succeeded"
+    get_store()._one_short = None  # as in another process
+
+    with CaptureQueriesContext(connection) as queries:
+        assert succeed(last, 1, graph, 1, StepContext(run.pk, None)) == "succeeded"
+
+    kinds = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert kinds[:3] == ["WITH", "BEGIN", "WITH"]
+    assert kinds[-1] == "COMMIT"
+    barrier = JoinBarrier.objects.get(run=run)
+    assert (barrier.arrived, barrier.fired_at is not None) == (2, True)
+    gather = StepExecution.objects.get(run=run, step="Gather")
+    assert (gather.status, gather.payload) == ("enqueued", [0, 1])
 
 
 def test_an_arrival_counts_nothing_for_a_step_reclaimed_while_it_waited(redis_conn):

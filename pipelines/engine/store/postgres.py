@@ -94,6 +94,12 @@ def _row(execution: StepExecution) -> dict[str, Any]:
 class PostgresStore(OrmStore):
     name = "postgresql"
 
+    def __init__(self) -> None:
+        # The barrier this process's last counted arrival left one short, if any: the
+        # next arrival there (of the one item not in yet) completes it, so it goes
+        # straight to the transaction that fires the join.
+        self._one_short: int | None = None
+
     def claim(self, execution_id: int, attempt: int, *, worker: str, job_id: str) -> Any:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -179,10 +185,11 @@ class PostgresStore(OrmStore):
             "worker": keep.worker[:200] if ahead and keep else "",
             "job": keep.job_id[:200] if ahead and keep else "",
         }
-        if not outcome.context.staged:
+        completes = arrives and execution.barrier_id == self._one_short
+        if not (outcome.context.staged or completes):
             # Alone, the statement is its own transaction (autocommit). An arrival that
             # would complete its barrier writes nothing this way, and is sent again below.
-            sent = _send(params)
+            sent = self._send(params)
             if not (arrives and sent.fenced and not sent.changed):
                 return self._applied(execution, attempt, sent, graph, created, successor, items)
         # Staged writes commit with the statement, and the arrival that completes its
@@ -190,13 +197,20 @@ class PostgresStore(OrmStore):
         # every other item has arrived, so none is left to claim.)
         params["completes"] = True
         with transaction.atomic():
-            sent = _send(params)
+            sent = self._send(params)
             if sent.changed:
                 self.commit_staged(execution, attempt, outcome)
                 if arrives and sent.ahead is None:  # with a next item, the barrier is short
                     fired = self._arrived(execution, outcome, graph, keep, sent)
                     return Committed(Result.SUCCEEDED, fired)
             return self._applied(execution, attempt, sent, graph, created, successor, items)
+
+    def _send(self, params: dict[str, Any]) -> _Sent:
+        sent = _send(params)
+        counted = sent.barrier
+        if counted[0] is not None:  # (id, run_id, node, expected, arrived, ...)
+            self._one_short = counted[0] if counted[4] == counted[3] - 1 else None
+        return sent
 
     def _applied(
         self,
