@@ -3,7 +3,8 @@ the rest as the portable store does them.
 
 One statement replaces a transaction of several round trips for: the claim; a success
 followed by one step in the same frame or by the run's end (plan.Next, plan.Finish); a
-branch's arrival at its join (plan.Arrive); and context writes. Sent alone, with no
+branch's arrival at its join (plan.Arrive), which may also claim the batch's next item;
+a divide or expand with all its branches (plan.Fork); and context writes. Sent alone, with no
 staged context writes, it is autocommitted: one round trip. Only the arrival that
 completes its barrier takes a transaction, to fire the join in it. It applies the same
 decision objects as :class:`~pipelines.engine.store.orm.OrmStore`; a test runs both
@@ -52,8 +53,8 @@ class _Sent(NamedTuple):
     run_status: str  # as locked
     fenced: bool  # the step was running at the attempt, in an active run
     changed: bool  # the step moved to succeeded
+    created: list[int]  # the new executions' ids: the successor, or the branches in order
     opened: int | None  # the barrier a divide or expand opened
-    created: list[int]  # the new executions' ids, in the order given
     barrier: list[Any]  # the counted barrier's columns (NULLs when none)
     ahead: StepExecution | None  # the batch item the statement claimed
 
@@ -61,23 +62,24 @@ class _Sent(NamedTuple):
 BARRIER_COLUMNS = 8  # as the statement returns them: bar.*
 
 
-def _send(params: dict[str, Any]) -> _Sent:
+def _send(name: str, params: dict[str, Any]) -> _Sent:
+    """Send ``succeed`` or ``fork`` (which return the same columns, but the claimed item's:
+    a fork claims none)."""
     with connection.cursor() as cursor:
-        cursor.execute(statement("succeed"), params)
+        cursor.execute(statement(name), params)
         row = cursor.fetchone()
-        split = 5 + BARRIER_COLUMNS
+        split = 6 + BARRIER_COLUMNS
         ahead = None
-        if row[split] is not None:  # the claimed item's id
+        if len(row) > split and row[split] is not None:  # the claimed item's id
             names = [column.name for column in cursor.description[split:]]
             ahead = _instance(StepExecution, names, list(row[split:]))
-    run_status, fenced, changed, opened, created = row[:5]
-    return _Sent(
-        run_status, bool(fenced), bool(changed), opened, created or [], row[5:split], ahead
-    )
+    run_status, fenced, changed, successor, opened, branches = row[:6]
+    created = [successor] if successor is not None else branches or []
+    return _Sent(run_status, bool(fenced), bool(changed), created, opened, row[6:split], ahead)
 
 
 def _row(execution: StepExecution) -> dict[str, Any]:
-    """A new execution as the statement inserts it (``created``)."""
+    """A divide's or expand's new branch as the statement inserts it (``created``)."""
     return {
         "node": execution.node,
         "step": execution.step,
@@ -165,6 +167,7 @@ class PostgresStore(OrmStore):
         elif fork is not None:
             created = branches(run, graph, execution, fork, None)
         successor, items = self.keep_for(created, graph, keep)
+        step = graph.node(decision.node).step if isinstance(decision, plan.Next) else None
         arrives = isinstance(decision, plan.Arrive)
         ahead = keep.claims_ahead() if keep is not None and arrives else None
         params = {
@@ -177,19 +180,24 @@ class PostgresStore(OrmStore):
             "arrives": arrives,
             "completes": False,
             "finishes": isinstance(decision, plan.Finish),
+            "next_node": decision.node if isinstance(decision, plan.Next) else None,
+            "next_step": step.__name__ if step else None,
+            "next_queue": step.queue_name() if step else None,
+            "claimed": successor is not None,
             "join": fork.join if fork else None,
             "expected": len(fork.branches) if fork else None,
-            "created": encode([_row(e) for e in created]),
+            "created": encode([_row(e) for e in created]) if fork else "[]",
             "claim": ahead.execution_id if ahead else None,
             "claim_attempt": ahead.attempt if ahead else None,
-            "worker": keep.worker[:200] if ahead and keep else "",
-            "job": keep.job_id[:200] if ahead and keep else "",
+            "worker": keep.worker[:200] if (successor or ahead) and keep else "",
+            "job": keep.job_id[:200] if (successor or ahead) and keep else "",
         }
+        name = "fork" if fork else "succeed"
         completes = arrives and execution.barrier_id == self._one_short
         if not (outcome.context.staged or completes):
             # Alone, the statement is its own transaction (autocommit). An arrival that
             # would complete its barrier writes nothing this way, and is sent again below.
-            sent = self._send(params)
+            sent = self._send(name, params)
             if not (arrives and sent.fenced and not sent.changed):
                 return self._applied(execution, attempt, sent, graph, created, successor, items)
         # Staged writes commit with the statement, and the arrival that completes its
@@ -197,7 +205,7 @@ class PostgresStore(OrmStore):
         # every other item has arrived, so none is left to claim.)
         params["completes"] = True
         with transaction.atomic():
-            sent = self._send(params)
+            sent = self._send(name, params)
             if sent.changed:
                 self.commit_staged(execution, attempt, outcome)
                 if arrives and sent.ahead is None:  # with a next item, the barrier is short
@@ -205,8 +213,8 @@ class PostgresStore(OrmStore):
                     return Committed(Result.SUCCEEDED, fired)
             return self._applied(execution, attempt, sent, graph, created, successor, items)
 
-    def _send(self, params: dict[str, Any]) -> _Sent:
-        sent = _send(params)
+    def _send(self, name: str, params: dict[str, Any]) -> _Sent:
+        sent = _send(name, params)
         counted = sent.barrier
         if counted[0] is not None:  # (id, run_id, node, expected, arrived, ...)
             self._one_short = counted[0] if counted[4] == counted[3] - 1 else None

@@ -46,15 +46,12 @@ SELECT s.*, r.*, (SELECT started_at FROM started)
 FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 
 -- name: succeed
--- Commit the success of a step whose decision is plan.Next, plan.Finish, plan.Fork or
--- plan.Arrive: lock the run, then the step while it is running at this attempt and the
--- run is active (the fence); move it to succeeded; upsert the attempt's row; then, by the
--- decision:
---   Next: insert the successor in the step's own frame (%(created)s: one row, claimed
---         for this worker when its "claimed" is true);
---   Fork: open a barrier for %(join)s in the step's frame and insert its branches
---         (%(created)s: a row each, in branch order; the store marks the ones this
---         worker keeps);
+-- Commit the success of a step whose decision is plan.Next, plan.Finish or plan.Arrive
+-- ({{success_head}}: lock the run, then the step while it is running at this attempt and
+-- the run is active (the fence); move it to succeeded; upsert the attempt's row); then,
+-- by the decision:
+--   Next: insert the successor in the step's own frame (claimed for this worker when
+--         %(claimed)s);
 --   Finish: succeed the run;
 --   Arrive: count the branch in at its barrier. When not %(completes)s, only an arrival
 --         that leaves the barrier short counts (the statement runs alone, autocommitted);
@@ -68,10 +65,47 @@ FROM claimed s JOIN pipelines_pipelinerun r ON r.id = s.run_id;
 -- newest version, so a step reclaimed while this statement waited for the run's lock
 -- counts nothing.
 -- Returns the run's status as locked, whether the fence held, whether the step moved, the
--- opened barrier's id, the new executions' ids in the order given, the counted barrier's
--- row (all NULL when there is none), then the claimed item's columns (all NULL when none
--- was claimed).
-WITH run AS (
+-- successor's id, two NULLs (fork's columns), the counted barrier's row (all NULL when
+-- there is none), then the claimed item's columns (all NULL when none was claimed).
+WITH {{success_head}}, successor AS (
+    -- A chain's next step, from parameters: the most frequent insert, kept cheap.
+    INSERT INTO pipelines_stepexecution
+        (run_id, node, step, kind, compensates_id, status, attempt, queue, payload, output,
+         route, barrier_id, branch_index, reported, held, worker, rq_job, error, created_at,
+         enqueued_at, started_at, heartbeat_at, finished_at, retry_at, crash_count,
+         event_name, event_deadline)
+    SELECT run_id, %(next_node)s::text, %(next_step)s::text, {kind.step}, NULL,
+           CASE WHEN %(claimed)s::boolean THEN {step.running} ELSE {step.enqueued} END,
+           1, %(next_queue)s::text, %(output)s::jsonb, NULL, '', barrier_id, branch_index,
+           false, false, %(worker)s::text, %(job)s::text, '', statement_timestamp(),
+           statement_timestamp(),
+           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
+           CASE WHEN %(claimed)s::boolean THEN clock_timestamp() END,
+           NULL, NULL, 0, '', NULL
+    FROM step WHERE %(next_node)s::text IS NOT NULL
+    RETURNING id
+), finished AS (
+    UPDATE pipelines_pipelinerun
+    SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
+    WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
+      AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
+), ahead AS (
+    {{claim_update}}
+      AND EXISTS (SELECT 1 FROM step)
+    RETURNING *
+)
+SELECT (SELECT status FROM run), (SELECT count(*) FROM fence), (SELECT count(*) FROM step),
+       (SELECT id FROM successor), NULL::bigint, NULL::bigint[], bar.*, ahead.*
+FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE LEFT JOIN ahead ON TRUE;
+
+-- name: success_head
+-- Not a statement: the CTEs that begin every success commit. Lock the run, then the step
+-- while it is running at this attempt and the run is active (the fence); count an
+-- arrival at its barrier (see succeed); move the step to succeeded; upsert the
+-- attempt's row. The step's row is locked before the barrier is counted: a locking read
+-- sees the row's newest version, so a step reclaimed while the statement waited for the
+-- run's lock counts nothing.
+run AS (
     SELECT status FROM pipelines_pipelinerun WHERE id = %(run)s::bigint FOR NO KEY UPDATE
 ), fence AS (
     SELECT id, barrier_id FROM pipelines_stepexecution
@@ -101,13 +135,22 @@ WITH run AS (
         status = EXCLUDED.status, worker = EXCLUDED.worker, started_at = EXCLUDED.started_at,
         finished_at = EXCLUDED.finished_at, error = '', traceback = '',
         conflict_reruns = EXCLUDED.conflict_reruns
-), opened AS (
+)
+
+-- name: fork
+-- Commit the success of a step whose decision is plan.Fork ({{success_head}}, with no
+-- arrival), then open a barrier for %(join)s in the step's frame and insert its branches
+-- (%(created)s: a row each, in branch order; the store marks the ones this worker keeps).
+-- A statement of its own: the JSON insert would slow down every chain step's commit.
+-- Returns what succeed returns, with the opened barrier's id and the branches' ids.
+WITH {{success_head}}, opened AS (
     INSERT INTO pipelines_joinbarrier (run_id, node, expected, arrived, parent_id,
                                        parent_branch, fired_at)
     SELECT run_id, %(join)s::text, %(expected)s::integer, 0, barrier_id, branch_index, NULL
     FROM step WHERE %(join)s::text IS NOT NULL
     RETURNING id
 ), created AS (
+    -- The same columns as succeed's successor, from one JSON array.
     INSERT INTO pipelines_stepexecution
         (run_id, node, step, kind, compensates_id, status, attempt, queue, payload, output,
          route, barrier_id, branch_index, reported, held, worker, rq_job, error, created_at,
@@ -128,19 +171,11 @@ WITH run AS (
                              rq_job, claimed, n)
     ORDER BY c.n
     RETURNING id
-), finished AS (
-    UPDATE pipelines_pipelinerun
-    SET status = {run.succeeded}, output = %(output)s::jsonb, finished_at = clock_timestamp()
-    WHERE id = %(run)s::bigint AND status IN ({run.pending}, {run.running}, {run.waiting})
-      AND %(finishes)s::boolean AND EXISTS (SELECT 1 FROM step)
-), ahead AS (
-    {{claim_update}}
-      AND EXISTS (SELECT 1 FROM step)
-    RETURNING *
 )
 SELECT (SELECT status FROM run), (SELECT count(*) FROM fence), (SELECT count(*) FROM step),
-       (SELECT id FROM opened), (SELECT array_agg(id ORDER BY id) FROM created), bar.*, ahead.*
-FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE LEFT JOIN ahead ON TRUE;
+       NULL::bigint, (SELECT id FROM opened), (SELECT array_agg(id ORDER BY id) FROM created),
+       bar.*
+FROM (SELECT 1) AS one LEFT JOIN bar ON TRUE;
 
 -- name: merge_context
 -- Apply a set of context writes with their history rows, in one statement: the merge
