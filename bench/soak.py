@@ -2,6 +2,7 @@
 database connections are terminated at random. Prints what matters for durability.
 
     python bench/soak.py --runs 100 --workers 3 --chaos-every 2
+    python bench/soak.py --shape expand --items 12 --runs 20   # expand/collapse runs
 
 Needs PostgreSQL (``BENCH_DATABASE_URL``, default postgres://postgres@127.0.0.1/...) and the
 ``redis-server`` binary; it creates and drops its own database and Redis.
@@ -33,6 +34,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--chaos-every", type=float, default=2.0, help="seconds between faults")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--shape",
+        choices=["chain", "expand"],
+        default="chain",
+        help="chain: five chained steps; expand: one step expanding into --items items, "
+        "then their collapse",
+    )
+    parser.add_argument("--items", type=int, default=12, help="items per expand")
     return parser.parse_args()
 
 
@@ -69,6 +78,9 @@ class Soak:
             name,
         )
 
+    def steps_per_run(self) -> int:
+        return self.args.items + 2 if self.args.shape == "expand" else 5
+
     def chaos(self) -> None:
         fault = self.rng.choice(["kill_worker", "kill_worker", "flush_redis", "terminate_db"])
         self.faults[fault] += 1
@@ -91,10 +103,14 @@ class Soak:
 
     def run(self) -> dict[str, object]:
         from pipelines.models import PipelineRun
-        from tests.testapp.fault_pipelines import SoakPipeline
+        from tests.testapp.fault_pipelines import SoakExpandPipeline, SoakPipeline
 
         started = time.time()
-        ids = [SoakPipeline.trigger({"work": self.args.work}).pk for _ in range(self.args.runs)]
+        if self.args.shape == "expand":
+            work = {"work": self.args.work, "items": self.args.items}
+            ids = [SoakExpandPipeline.trigger(work).pk for _ in range(self.args.runs)]
+        else:
+            ids = [SoakPipeline.trigger({"work": self.args.work}).pk for _ in range(self.args.runs)]
         next_fault = time.time() + self.args.chaos_every
         chaos_until = None
         while time.time() - started < self.args.timeout:
@@ -115,11 +131,38 @@ class Soak:
     ) -> dict[str, object]:
         from django.db.models import Count
 
+        from pipelines.engine import sweeper
         from pipelines.models import ContextWrite, PipelineRun, StepAttempt
         from tests.testapp.fault_pipelines import marks
 
         runs = PipelineRun.objects.filter(pk__in=ids)
         lost = runs.exclude(status="succeeded").count()
+        if runs.exclude(status="succeeded").exists():
+            from django.db import connection
+
+            with connection.cursor() as cursor:  # who waits for what, when runs are stuck
+                cursor.execute(
+                    "SELECT pid, state, wait_event_type, wait_event, xact_start, "
+                    "left(query, 120) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+                for row in cursor.fetchall():
+                    print("  backend", row)
+        for run in runs.exclude(status="succeeded"):
+            print(f"run {run.pk} is {run.status}: {run.error}")
+            for e in run.steps.order_by("id"):
+                jobs = ""
+                if e.status in ("enqueued", "retrying", "running"):  # what Redis says of them
+                    job_ids = sweeper._job_ids(e)
+                    jobs = " ".join(f"{j}={s}" for j, s in sweeper._job_states(job_ids).items())
+                print(
+                    f"  {e.pk} {e.node} #{e.branch_index} {e.status} attempt {e.attempt} "
+                    f"job {e.rq_job} worker {e.worker} heartbeat {e.heartbeat_at} {jobs}"
+                )
+        wrong = 0
+        if self.args.shape == "expand":  # the collapse sees every item once, in item order
+            expected = list(range(self.args.items))
+            wrong = sum(1 for out in runs.values_list("output", flat=True) if out != expected)
         duplicated = (
             ContextWrite.objects.filter(run__in=runs, overwrite=False)
             .values("run_id", "key")
@@ -157,7 +200,8 @@ class Soak:
                     restarts.append((following.started_at - when).total_seconds())
         return {
             "runs": len(ids),
-            "steps": len(ids) * 5,
+            "steps": len(ids) * self.steps_per_run(),
+            "wrong_outputs": wrong,
             "elapsed_s": round(elapsed, 1),
             "faults": dict(self.faults),
             "runs_lost": lost,
@@ -187,7 +231,8 @@ def main() -> None:
 
     budget = settings.PIPELINES_RECLAIM_AFTER + settings.PIPELINES_SWEEP_INTERVAL
     print(
-        f"soak: {args.runs} runs x 5 steps on {args.workers} workers, a fault every "
+        f"soak: {args.runs} {args.shape} runs x {soak.steps_per_run()} steps on "
+        f"{args.workers} workers, a fault every "
         f"{args.chaos_every}s (reclaim after {settings.PIPELINES_RECLAIM_AFTER}s, sweep every "
         f"{settings.PIPELINES_SWEEP_INTERVAL}s)"
     )
@@ -195,13 +240,14 @@ def main() -> None:
         print(f"  {key:<28} {value}")
     correct = (
         result["runs_lost"] == 0
+        and result["wrong_outputs"] == 0
         and result["duplicated_context_writes"] == 0
         and result["steps_with_2plus_successes"] == 0
     )
     p99 = result["recovery_p99_s"]
     fast = not result["reclaims_measured"] or p99 < budget  # type: ignore[operator]
     verdict = "met" if correct else "MISSED"
-    print(f"  correctness (0 lost, 0 duplicated, 0 double successes): {verdict}")
+    print(f"  correctness (0 lost, 0 wrong, 0 duplicated, 0 double successes): {verdict}")
     print(
         f"  recovery p99 < {budget:.1f}s (reclaim after + one sweep): {'met' if fast else 'missed'}"
     )

@@ -5,12 +5,14 @@ One pass:
 * **dead workers**: a running execution whose heartbeat stopped is reclaimed as a new
   attempt, until its crash budget is spent, then its run halts with that reason;
 * **lost jobs**: an execution enqueued (or due for retry) a while ago whose job is not
-  in Redis (flushed, or Redis was down when the step was enqueued), or failed there, is
-  enqueued again; a duplicate is harmless, the claim lets only one through. A job RQ has
-  started is not lost while the worker running it is registered: its claim is under way.
-  An expand item waits for the job its ``rq_job`` names (its batch job, or the job of the
-  step that expanded, which runs the first batch itself) likewise, but not for longer
-  than a step is given to heartbeat: a batch stuck on a slow item hands the rest on;
+  in Redis (flushed, or Redis was down when the step was enqueued), or failed there, or
+  was taken off its queue by a worker that died before starting it, is enqueued again; a
+  duplicate is harmless, the claim lets only one through. A job RQ has started is not
+  lost while the worker running it is registered (its claim is under way), unless this
+  sweeper has seen it started for the reclaim time and the claim never came. An expand
+  item waits for the job its ``rq_job`` names (its batch job, or the job of the step that
+  expanded, which runs the first batch itself) likewise, but not for longer than a step
+  is given to heartbeat: a batch stuck on a slow item hands the rest on;
 * **event timeouts**: a step waiting past its deadline fails;
 * **cancel grace**: a step still running in a cancelled run is stopped.
 
@@ -36,6 +38,8 @@ from django.db import (
 )
 from django.db.models import Q
 from rq.command import send_stop_job_command
+from rq.intermediate_queue import IntermediateQueue
+from rq.queue import Queue
 from rq.worker import Worker
 
 from pipelines import definitions
@@ -82,9 +86,11 @@ class SweepReport:
 @dataclass
 class SweepMemory:
     """What a sweeper remembers between its passes: since when (its own monotonic clock,
-    a duration on one host) it has seen each batch job started in RQ."""
+    a duration on one host) it has seen each job started in RQ whose executions still
+    wait, and which queued jobs it saw taken off their queue but not started."""
 
     batches_started: dict[str, float] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
 
 
 def sweep(*, reclaim: bool = True, memory: SweepMemory | None = None) -> SweepReport:
@@ -180,6 +186,9 @@ class JobState:
 
     status: bytes | None
     worker_alive: bool = False
+    # Queued, but in its queue's intermediate list: a worker took it off the queue and has
+    # not started it (yet, or ever: it died in between).
+    taken: bool = False
 
     @property
     def running(self) -> bool:
@@ -192,30 +201,66 @@ def _job_states(ids: list[str]) -> dict[str, JobState]:
     conn = get_queue(get_settings().queue).connection
     with conn.pipeline() as pipe:
         for jid in ids:
-            pipe.hmget(f"rq:job:{jid}", "status", "worker_name")
+            pipe.hmget(f"rq:job:{jid}", "status", "worker_name", "origin")
         found = dict(zip(ids, pipe.execute(), strict=True))
     started = {
-        jid: name.decode() for jid, (status, name) in found.items() if status == b"started" and name
+        jid: name.decode()
+        for jid, (status, name, _) in found.items()
+        if status == b"started" and name
+    }
+    queued = {
+        jid: origin.decode()
+        for jid, (status, _, origin) in found.items()
+        if status == b"queued" and origin
     }
     with conn.pipeline() as pipe:
         for name in started.values():
             pipe.exists(f"{Worker.redis_worker_namespace_prefix}{name}")
-        alive = dict(zip(started, pipe.execute(), strict=True))
-    return {jid: JobState(status, bool(alive.get(jid))) for jid, (status, _) in found.items()}
+        for jid, origin in queued.items():
+            key = f"{Queue.redis_queue_namespace_prefix}{origin}"
+            pipe.lpos(IntermediateQueue.get_intermediate_queue_key(key), jid)
+        answers = pipe.execute()
+    alive = dict(zip(started, answers[: len(started)], strict=True))
+    taken = dict(zip(queued, answers[len(started) :], strict=True))
+    return {
+        jid: JobState(status, bool(alive.get(jid)), taken.get(jid) is not None)
+        for jid, (status, _, _) in found.items()
+    }
 
 
-def _batch_alive(
-    jid: str, state: JobState | None, memory: SweepMemory, seen: dict[str, float]
-) -> bool:
-    if state is None or state.status in ALIVE_JOB_STATUSES:
-        return state is not None
-    if not state.running:
+def _waiting(jid: str, state: JobState, memory: SweepMemory, seen: SweepMemory) -> bool:
+    """Queued (or scheduled, or deferred) and so still to be run by RQ. A worker starts a
+    job it took off its queue within milliseconds: one seen taken but not started on two
+    passes in a row was taken by a worker that died in between (RQ's own clean-up of such
+    jobs comes a minute to ten minutes later)."""
+    if state.status not in ALIVE_JOB_STATUSES:
+        return False
+    if not state.taken:
+        return True
+    seen.taken.add(jid)
+    return jid not in memory.taken
+
+
+def _batch_alive(jid: str, state: JobState | None, memory: SweepMemory, seen: SweepMemory) -> bool:
+    if state is None:
         return False
     # Running: its later items are still enqueued while it works through the earlier
     # ones. A batch runs for seconds (the continuation budget); one this sweeper has seen
     # running for longer than a step is given to heartbeat is stuck on a slow item, and
     # its other items are better off with jobs of their own.
-    since = seen[jid] = seen.get(jid) or memory.batches_started.get(jid) or time.monotonic()
+    return _waiting(jid, state, memory, seen) or _started_lately(jid, state, memory, seen)
+
+
+def _started_lately(jid: str, state: JobState, memory: SweepMemory, seen: SweepMemory) -> bool:
+    """Started by a registered worker, and not seen started (by this sweeper) for as long
+    as a running step may go without a heartbeat. A job claims its execution right after
+    RQ starts it (seconds later under a backlog); one that has not for that long had its
+    worker die in between, which RQ notices only when the worker's key expires, minutes
+    later."""
+    if not state.running:
+        return False
+    started = seen.batches_started
+    since = started[jid] = started.get(jid) or memory.batches_started.get(jid) or time.monotonic()
     return time.monotonic() - since < get_settings().reclaim_after
 
 
@@ -223,17 +268,18 @@ def _job_alive(
     states: dict[str, JobState],
     execution: StepExecution,
     memory: SweepMemory,
-    seen: dict[str, float],
+    seen: SweepMemory,
 ) -> bool:
     ids = _job_ids(execution)
     if any(_batch_alive(jid, states.get(jid), memory, seen) for jid in ids[1:]):
         return True
-    state = states.get(ids[0], JobState(None))
-    if execution.status == StepStatus.RETRYING:
+    jid = ids[0]
+    state = states.get(jid, JobState(None))
+    if execution.status == StepStatus.RETRYING and state.status != b"queued":
         # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
         # dead (it dies with a killed worker and is taken over only minutes later).
-        return state.status == b"queued" or state.running
-    return state.status in ALIVE_JOB_STATUSES or state.running
+        return _started_lately(jid, state, memory, seen)
+    return _waiting(jid, state, memory, seen) or _started_lately(jid, state, memory, seen)
 
 
 def _reenqueue_lost(report: SweepReport, memory: SweepMemory) -> None:
@@ -246,14 +292,15 @@ def _reenqueue_lost(report: SweepReport, memory: SweepMemory) -> None:
         .select_related("run")
         .order_by("id")[:BATCH]
     )
-    seen: dict[str, float] = {}
+    seen = SweepMemory()  # this pass's sightings
     try:
         if candidates:
             states = _job_states(sorted({jid for e in candidates for jid in _job_ids(e)}))
             lost = [e for e in candidates if not _job_alive(states, e, memory, seen)]
             _reenqueue(lost, report)
     finally:
-        memory.batches_started = seen  # forget batches no longer seen running
+        # Forget batches no longer seen running, and jobs no longer seen taken.
+        memory.batches_started, memory.taken = seen.batches_started, seen.taken
 
 
 def _reenqueue(lost: list[StepExecution], report: SweepReport) -> None:

@@ -186,6 +186,32 @@ def test_the_sweeper_leaves_queued_batches_alone_and_recovers_lost_ones(redis_co
 
 
 @pytest.mark.portable
+@override_settings(PIPELINES_REENQUEUE_AFTER=0)
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_enqueued_again(redis_conn):
+    run = p.ChainPipeline.trigger({"n": 1})
+    first = StepExecution.objects.get(run=run)
+    queue = get_queue("pipelines")
+    job = f"pipelines-{first.pk}-1"
+    assert queue.job_ids == [job]
+    # A worker takes the job off the queue as RQ does (into the queue's intermediate
+    # list), then dies before it starts it: RQ still says "queued".
+    redis_conn.lmove(queue.key, queue.intermediate_queue_key)
+    assert queue.job_ids == []
+    assert queue.fetch_job(job).get_status() == "queued"
+    memory = sweeper.SweepMemory()
+
+    # Seen once, it may be a live worker about to start it; seen on the next pass too, it
+    # is not.
+    assert sweeper.sweep(memory=memory).reenqueued == []
+    assert sweeper.sweep(memory=memory).reenqueued == [first.pk]
+
+    assert queue.job_ids == [job]
+    run_queued_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+
+
+@pytest.mark.portable
 @override_settings(PIPELINES_RECLAIM_AFTER=1)
 def test_a_heartbeat_that_resumes_before_the_reclaim_commits_wins(redis_conn):
     run = p.ChainPipeline.trigger({"n": 1})

@@ -44,6 +44,27 @@ def test_a_job_rq_has_started_is_not_lost_while_its_worker_is_registered(redis_c
 
 
 @override_settings(PIPELINES_REENQUEUE_AFTER=0)
+def test_a_started_job_that_never_claims_is_lost_after_the_reclaim_time(redis_conn):
+    """Its worker died between RQ starting the job and the claim, and its key has not
+    expired yet (RQ keeps it a minute and more)."""
+    run = p.ChainPipeline.trigger({"n": 1})
+    execution = StepExecution.objects.get(run=run)
+    queue = get_queue("pipelines")
+    jid = job_id(execution.pk, 1)
+    redis_conn.lrem(queue.key, 0, jid)
+    redis_conn.hset(f"rq:job:{jid}", mapping={"status": "started", "worker_name": "gone"})
+    redis_conn.hset("rq:worker:gone", "state", "busy")
+    memory = sweeper.SweepMemory()
+
+    assert sweeper.sweep(memory=memory).reenqueued == []
+    assert sweeper.sweep(memory=memory).reenqueued == []
+    memory.batches_started[jid] -= get_settings().reclaim_after  # as if seen that long ago
+
+    assert sweeper.sweep(memory=memory).reenqueued == [execution.pk]
+    assert queue.job_ids == [jid]
+
+
+@override_settings(PIPELINES_REENQUEUE_AFTER=0)
 def test_a_job_that_failed_inside_rq_is_lost(redis_conn):
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)

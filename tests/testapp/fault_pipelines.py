@@ -263,6 +263,45 @@ class SoakPipeline(Pipeline):
     definition = start(Soak1).chain(Soak2).chain(Soak3).chain(Soak4).chain(Soak5)
 
 
+class SoakFan(Step):
+    """Expands into ``items`` items (the soak's expand shape)."""
+
+    retries = 5
+    retry_backoff = 0.2
+
+    def execute(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        mark(self.run.id, "body", step="SoakFan", attempt=self.attempt)
+        return [{"i": i, "work": payload["work"]} for i in range(payload["items"])]
+
+
+class SoakItem(Step):
+    """One item: writes a context key of its own, works a little, logs its body run."""
+
+    retries = 5
+    retry_backoff = 0.2
+
+    def execute(self, payload: dict[str, Any]) -> int:
+        index = payload["i"]
+        mark(self.run.id, "body", step=f"SoakItem{index}", attempt=self.attempt)
+        self.context.set(f"item{index}", self.attempt)
+        time.sleep(payload["work"])
+        return int(index)
+
+
+class SoakJoin(Step):
+    retries = 5
+    retry_backoff = 0.2
+
+    def execute(self, outputs: list[int]) -> list[int]:
+        mark(self.run.id, "body", step="SoakJoin", attempt=self.attempt)
+        self.context.set("joined", len(outputs))
+        return outputs
+
+
+class SoakExpandPipeline(Pipeline):
+    definition = start(SoakFan).expand(SoakItem).collapse(SoakJoin)
+
+
 class GilHog(Step):
     """One long C call that holds the GIL: no other thread of its process runs meanwhile
     (its own heartbeat thread included)."""
