@@ -22,37 +22,38 @@ from tests.testapp import pipelines as p
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.portable, pytest.mark.redis]
 
 
-@override_settings(PIPELINES_REENQUEUE_AFTER=0)
-def test_a_job_rq_has_started_is_not_lost_while_its_worker_is_registered(redis_conn):
+def _taken(redis_conn, status: str, worker: str) -> tuple[StepExecution, str]:
+    """A chain's first step, whose job a worker took out of the queue; RQ now says
+    ``status`` of the job, run by ``worker``. Returns the execution and the job id."""
     run = p.ChainPipeline.trigger({"n": 1})
     execution = StepExecution.objects.get(run=run)
-    queue = get_queue("pipelines")
     jid = job_id(execution.pk, 1)
-    # A worker took it (out of the queue, "started") and has not claimed it yet: the
-    # backlog case, where the claim comes seconds after RQ starts the job.
-    redis_conn.lrem(queue.key, 0, jid)
-    redis_conn.hset(f"rq:job:{jid}", mapping={"status": "started", "worker_name": "busy"})
+    redis_conn.lrem(get_queue("pipelines").key, 0, jid)
+    redis_conn.hset(f"rq:job:{jid}", mapping={"status": status, "worker_name": worker})
+    return execution, jid
+
+
+@override_settings(PIPELINES_REENQUEUE_AFTER=0)
+def test_a_job_rq_has_started_is_not_lost_while_its_worker_is_registered(redis_conn):
+    # Started and not claimed yet: the backlog case, where the claim comes seconds after
+    # RQ starts the job.
+    execution, jid = _taken(redis_conn, "started", "busy")
     redis_conn.hset("rq:worker:busy", "state", "busy")
 
     assert sweeper.sweep().reenqueued == []
     assert sweeper.sweep().reenqueued == []
-    assert queue.job_ids == []
+    assert get_queue("pipelines").job_ids == []
 
     redis_conn.delete("rq:worker:busy")  # the worker died; its key expired
     assert sweeper.sweep().reenqueued == [execution.pk]
-    assert queue.job_ids == [jid]
+    assert get_queue("pipelines").job_ids == [jid]
 
 
 @override_settings(PIPELINES_REENQUEUE_AFTER=0)
 def test_a_started_job_that_never_claims_is_lost_after_the_reclaim_time(redis_conn):
     """Its worker died between RQ starting the job and the claim, and its key has not
     expired yet (RQ keeps it a minute and more)."""
-    run = p.ChainPipeline.trigger({"n": 1})
-    execution = StepExecution.objects.get(run=run)
-    queue = get_queue("pipelines")
-    jid = job_id(execution.pk, 1)
-    redis_conn.lrem(queue.key, 0, jid)
-    redis_conn.hset(f"rq:job:{jid}", mapping={"status": "started", "worker_name": "gone"})
+    execution, jid = _taken(redis_conn, "started", "gone")
     redis_conn.hset("rq:worker:gone", "state", "busy")
     memory = sweeper.SweepMemory()
 
@@ -61,17 +62,12 @@ def test_a_started_job_that_never_claims_is_lost_after_the_reclaim_time(redis_co
     memory.batches_started[jid] -= get_settings().reclaim_after  # as if seen that long ago
 
     assert sweeper.sweep(memory=memory).reenqueued == [execution.pk]
-    assert queue.job_ids == [jid]
+    assert get_queue("pipelines").job_ids == [jid]
 
 
 @override_settings(PIPELINES_REENQUEUE_AFTER=0)
 def test_a_job_that_failed_inside_rq_is_lost(redis_conn):
-    run = p.ChainPipeline.trigger({"n": 1})
-    execution = StepExecution.objects.get(run=run)
-    queue = get_queue("pipelines")
-    jid = job_id(execution.pk, 1)
-    redis_conn.lrem(queue.key, 0, jid)
-    redis_conn.hset(f"rq:job:{jid}", mapping={"status": "failed", "worker_name": "busy"})
+    execution, _ = _taken(redis_conn, "failed", "busy")
     redis_conn.hset("rq:worker:busy", "state", "idle")
 
     assert sweeper.sweep().reenqueued == [execution.pk]
