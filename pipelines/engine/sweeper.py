@@ -89,7 +89,7 @@ class SweepMemory:
     a duration on one host) it has seen each job started in RQ whose executions still
     wait, and which queued jobs it saw taken off their queue but not started."""
 
-    batches_started: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
 
 
@@ -241,13 +241,7 @@ def _waiting(jid: str, state: JobState, memory: SweepMemory, seen: SweepMemory) 
     return jid not in memory.taken
 
 
-def _batch_alive(jid: str, state: JobState | None, memory: SweepMemory, seen: SweepMemory) -> bool:
-    if state is None:
-        return False
-    # Running: its later items are still enqueued while it works through the earlier
-    # ones. A batch runs for seconds (the continuation budget); one this sweeper has seen
-    # running for longer than a step is given to heartbeat is stuck on a slow item, and
-    # its other items are better off with jobs of their own.
+def _alive(jid: str, state: JobState, memory: SweepMemory, seen: SweepMemory) -> bool:
     return _waiting(jid, state, memory, seen) or _started_lately(jid, state, memory, seen)
 
 
@@ -256,11 +250,12 @@ def _started_lately(jid: str, state: JobState, memory: SweepMemory, seen: SweepM
     as a running step may go without a heartbeat. A job claims its execution right after
     RQ starts it (seconds later under a backlog); one that has not for that long had its
     worker die in between, which RQ notices only when the worker's key expires, minutes
-    later."""
+    later. Likewise a batch job: its later items are still enqueued while it works through
+    the earlier ones, for seconds (the continuation budget); one running for longer is
+    stuck on a slow item, and its other items are better off with jobs of their own."""
     if not state.running:
         return False
-    started = seen.batches_started
-    since = started[jid] = started.get(jid) or memory.batches_started.get(jid) or time.monotonic()
+    since = seen.started[jid] = seen.started.get(jid) or memory.started.get(jid) or time.monotonic()
     return time.monotonic() - since < get_settings().reclaim_after
 
 
@@ -271,7 +266,7 @@ def _job_alive(
     seen: SweepMemory,
 ) -> bool:
     ids = _job_ids(execution)
-    if any(_batch_alive(jid, states.get(jid), memory, seen) for jid in ids[1:]):
+    if any(_alive(jid, states.get(jid, JobState(None)), memory, seen) for jid in ids[1:]):
         return True
     jid = ids[0]
     state = states.get(jid, JobState(None))
@@ -279,7 +274,7 @@ def _job_alive(
         # Its retry time passed a while ago: "scheduled" means RQ's scheduler is late or
         # dead (it dies with a killed worker and is taken over only minutes later).
         return _started_lately(jid, state, memory, seen)
-    return _waiting(jid, state, memory, seen) or _started_lately(jid, state, memory, seen)
+    return _alive(jid, state, memory, seen)
 
 
 def _reenqueue_lost(report: SweepReport, memory: SweepMemory) -> None:
@@ -299,8 +294,8 @@ def _reenqueue_lost(report: SweepReport, memory: SweepMemory) -> None:
             lost = [e for e in candidates if not _job_alive(states, e, memory, seen)]
             _reenqueue(lost, report)
     finally:
-        # Forget batches no longer seen running, and jobs no longer seen taken.
-        memory.batches_started, memory.taken = seen.batches_started, seen.taken
+        # Forget jobs no longer seen started, or taken.
+        memory.started, memory.taken = seen.started, seen.taken
 
 
 def _reenqueue(lost: list[StepExecution], report: SweepReport) -> None:

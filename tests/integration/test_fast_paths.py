@@ -251,7 +251,7 @@ def test_a_running_batch_is_alive_until_seen_running_for_the_reclaim_time(redis_
 
     # This sweeper has seen it running for longer than a step is given to heartbeat: it
     # is stuck on a slow item, and the items it has not reached get jobs of their own.
-    memory.batches_started[batch] -= get_settings().reclaim_after
+    memory.started[batch] -= get_settings().reclaim_after
     assert sorted(sweeper.sweep(memory=memory).reenqueued) == sorted(
         items.values_list("pk", flat=True)
     )

@@ -59,7 +59,7 @@ def test_a_started_job_that_never_claims_is_lost_after_the_reclaim_time(redis_co
 
     assert sweeper.sweep(memory=memory).reenqueued == []
     assert sweeper.sweep(memory=memory).reenqueued == []
-    memory.batches_started[jid] -= get_settings().reclaim_after  # as if seen that long ago
+    memory.started[jid] -= get_settings().reclaim_after  # as if seen that long ago
 
     assert sweeper.sweep(memory=memory).reenqueued == [execution.pk]
     assert get_queue("pipelines").job_ids == [jid]

@@ -226,11 +226,15 @@ class GatePipeline(Pipeline):
     definition = start(Prepare).chain(Gate).chain(Finish)
 
 
-class SoakStep(Step):
-    """One of five chained steps: writes a context key, works a little, logs its body run."""
+class SoakRetries(Step):
+    """The soak's steps retry enough that random faults cannot fail a run."""
 
     retries = 5
     retry_backoff = 0.2
+
+
+class SoakStep(SoakRetries):
+    """One of five chained steps: writes a context key, works a little, logs its body run."""
 
     def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
         mark(self.run.id, "body", step=type(self).__name__, attempt=self.attempt)
@@ -263,22 +267,16 @@ class SoakPipeline(Pipeline):
     definition = start(Soak1).chain(Soak2).chain(Soak3).chain(Soak4).chain(Soak5)
 
 
-class SoakFan(Step):
+class SoakFan(SoakRetries):
     """Expands into ``items`` items (the soak's expand shape)."""
-
-    retries = 5
-    retry_backoff = 0.2
 
     def execute(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         mark(self.run.id, "body", step="SoakFan", attempt=self.attempt)
         return [{"i": i, "work": payload["work"]} for i in range(payload["items"])]
 
 
-class SoakItem(Step):
+class SoakItem(SoakRetries):
     """One item: writes a context key of its own, works a little, logs its body run."""
-
-    retries = 5
-    retry_backoff = 0.2
 
     def execute(self, payload: dict[str, Any]) -> int:
         index = payload["i"]
@@ -288,10 +286,7 @@ class SoakItem(Step):
         return int(index)
 
 
-class SoakJoin(Step):
-    retries = 5
-    retry_backoff = 0.2
-
+class SoakJoin(SoakRetries):
     def execute(self, outputs: list[int]) -> list[int]:
         mark(self.run.id, "body", step="SoakJoin", attempt=self.attempt)
         self.context.set("joined", len(outputs))

@@ -62,7 +62,7 @@ class _Sent(NamedTuple):
 BARRIER_COLUMNS = 8  # as the statement returns them: bar.*
 
 
-def _send(name: str, params: dict[str, Any]) -> _Sent:
+def _execute(name: str, params: dict[str, Any]) -> _Sent:
     """Send ``succeed`` or ``fork`` (which return the same columns, but the claimed item's:
     a fork claims none)."""
     with connection.cursor() as cursor:
@@ -214,7 +214,9 @@ class PostgresStore(OrmStore):
             return self._applied(execution, attempt, sent, graph, created, successor, items)
 
     def _send(self, name: str, params: dict[str, Any]) -> _Sent:
-        sent = _send(name, params)
+        """Execute ``name``, and note whether the arrival it counted left its barrier one
+        short."""
+        sent = _execute(name, params)
         counted = sent.barrier
         if counted[0] is not None:  # (id, run_id, node, expected, arrived, ...)
             self._one_short = counted[0] if counted[4] == counted[3] - 1 else None
